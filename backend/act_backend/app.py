@@ -1,0 +1,229 @@
+"""The Flask app speaking Label Studio 1.23's ML-backend contract (../shared/LABEL_STUDIO.md).
+
+Routes stay thin: validate the request, hand it to the Service, shape the answer. No traceback
+or secret ever reaches a response or a log line.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import Blueprint, Flask, current_app, jsonify, request
+from werkzeug.exceptions import BadRequest, HTTPException
+
+from . import __version__
+from .annotator import LLMAnnotator
+from .cache import ResultCache
+from .critics import LLMCritic
+from .labeling import LabelingSpec, UnsupportedConfig, parse_label_config
+from .llm import ChatClient
+from .media import MediaFetcher
+from .predictor import Credentials, Predictor, to_prediction
+from .prompting import PromptBook
+from .settings import Settings
+from .webhook import WebhookRecorder
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Service:
+    """Everything the routes use, built once from settings."""
+
+    settings: Settings
+    predictor: Predictor
+    webhooks: WebhookRecorder
+    model_version: str
+    _credentials: dict[str, Credentials] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def remember_setup(self, project: str, url: str | None, token: str | None) -> None:
+        with self._lock:
+            self._credentials[_project_id(project)] = Credentials(url, token)
+
+    def credentials_for(self, project: Any) -> Credentials:
+        with self._lock:
+            return self._credentials.get(_project_id(project), Credentials())
+
+    def spec(self, label_config: str) -> LabelingSpec:
+        return parse_label_config(label_config, rationale_field=self.settings.rationale_field)
+
+    def describe(self) -> dict[str, Any]:
+        s = self.settings
+        return {
+            "status": "UP",
+            "model_class": "ACT",
+            "version": __version__,
+            "model_version": self.model_version,
+            "annotator": {"model": s.annotator.model, "endpoint": s.annotator.endpoint_label()},
+            "critic": {
+                "model": s.critic.model,
+                "endpoint": s.critic.endpoint_label(),
+                "strategy": s.critic.strategy,
+            },
+            "stats": self.predictor.stats.snapshot(),
+            "webhooks": self.webhooks.counts(),
+        }
+
+    def close(self) -> None:
+        self.predictor.close()
+        self.webhooks.close()
+
+
+def build_service(settings: Settings) -> Service:
+    """Wire engines, critic, media fetcher, cache and webhook recorder from settings."""
+    cache = ResultCache(settings.cache_dir) if settings.cache else None
+    prompts = PromptBook(settings.prompts_dir)
+    annotator = LLMAnnotator(
+        ChatClient(settings.annotator, cache=cache),
+        prompts,
+        reasoning=settings.wants_annotator_reasoning,
+    )
+    critic = LLMCritic(
+        ChatClient(settings.critic, cache=cache),
+        prompts,
+        strategy=settings.critic.strategy,
+        top_logprobs=settings.critic.top_logprobs,
+    )
+    ls_key = settings.label_studio_api_key
+    fetcher = MediaFetcher(
+        label_studio_url=settings.label_studio_url,
+        label_studio_token=ls_key.get_secret_value() if ls_key else None,
+        allowed_hosts=settings.allowed_media_hosts,
+        max_bytes=settings.max_media_bytes,
+    )
+    predictor = Predictor(annotator, critic, fetcher, concurrency=settings.concurrency)
+    return Service(
+        settings=settings,
+        predictor=predictor,
+        webhooks=WebhookRecorder(settings.cache_dir),
+        model_version=settings.resolved_model_version,
+    )
+
+
+def create_app(settings: Settings, *, service: Service | None = None) -> Flask:
+    """Application factory: one app per settings; tests build their own."""
+    app = Flask(__name__)
+    app.config["ACT_SERVICE"] = service or build_service(settings)
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    app.register_blueprint(routes)
+    app.before_request(_check_basic_auth)
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(Exception, _unexpected_error)
+    return app
+
+
+routes = Blueprint("act", __name__)
+
+
+def _service() -> Service:
+    return current_app.config["ACT_SERVICE"]
+
+
+@routes.get("/")
+@routes.get("/health")
+def health() -> Any:
+    return jsonify(_service().describe())
+
+
+@routes.post("/setup")
+def setup() -> Any:
+    body = _json_body()
+    service = _service()
+    schema = body.get("schema")
+    if schema:
+        try:
+            service.spec(schema)
+        except UnsupportedConfig as exc:
+            return _error(422, f"cannot serve this labeling config: {exc}")
+    if body.get("project") is not None:
+        service.remember_setup(str(body["project"]), body.get("hostname"), body.get("access_token"))
+    return jsonify({"model_version": service.model_version})
+
+
+@routes.post("/predict")
+def predict() -> Any:
+    body = _json_body()
+    tasks = body.get("tasks")
+    if not isinstance(tasks, list) or not tasks:
+        return _error(400, "'tasks' must be a non-empty list of Label Studio tasks")
+    label_config = body.get("label_config")
+    if not isinstance(label_config, str):
+        return _error(400, "'label_config' (the project's labeling config) is missing")
+    service = _service()
+    try:
+        spec = service.spec(label_config)
+    except UnsupportedConfig as exc:
+        return _error(422, f"cannot serve this labeling config: {exc}")
+    outcomes = service.predictor.predict(tasks, spec, service.credentials_for(body.get("project")))
+    results = [to_prediction(o, spec, service.model_version) for o in outcomes]
+    errors = [
+        {"task": o.task_id, "kind": o.error.kind, "message": o.error.message}
+        for o in outcomes
+        if o.error is not None
+    ]
+    return jsonify({"results": results, "model_version": service.model_version, "errors": errors})
+
+
+@routes.post("/webhook")
+def webhook() -> Any:
+    body = _json_body()
+    queued = _service().webhooks.submit(body)
+    return jsonify({"status": "queued" if queued else "dropped"}), 200 if queued else 503
+
+
+@routes.get("/versions")
+def versions() -> Any:
+    return jsonify({"versions": [_service().model_version]})
+
+
+def _json_body() -> dict[str, Any]:
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise BadRequest("the request body must be a JSON object")
+    return body
+
+
+def _check_basic_auth() -> Any:
+    settings = _service().settings
+    if not settings.basic_auth_user:
+        return None
+    auth = request.authorization
+    expected = (
+        settings.basic_auth_password.get_secret_value() if settings.basic_auth_password else ""
+    )
+    ok = (
+        auth is not None
+        and auth.type == "basic"
+        and hmac.compare_digest((auth.username or "").encode(), settings.basic_auth_user.encode())
+        and hmac.compare_digest((auth.password or "").encode(), expected.encode())
+    )
+    if ok:
+        return None
+    response = _error(401, "basic authentication required")
+    response.headers["WWW-Authenticate"] = 'Basic realm="label-studio-act"'
+    return response
+
+
+def _error(status: int, message: str) -> Any:
+    response = jsonify({"error": message, "status": status})
+    response.status_code = status
+    return response
+
+
+def _http_error(exc: HTTPException) -> Any:
+    return _error(exc.code or 500, exc.description or exc.name)
+
+
+def _unexpected_error(exc: Exception) -> Any:
+    log.exception("unexpected error on %s %s", request.method, request.path)
+    return _error(500, f"internal error ({type(exc).__name__}); see the backend log")
+
+
+def _project_id(project: Any) -> str:
+    """Label Studio sends projects as "<id>.<created timestamp>"; the id is what matters."""
+    return str(project).split(".", 1)[0]

@@ -1,0 +1,118 @@
+"""Critic strategies: each turns (item, machine label) into a suspicion ε̂ in [0, 1] and a rationale.
+
+Black-box strategies (ACT paper, ../shared/ACT_METHOD.md) ask a chat model for a judgement:
+- ``naive``: the probability that the annotation is wrong, no reasoning asked for.
+- ``confidence``: the confidence c that it is right; ε̂ = 1 − c.
+- ``cot``: reason step by step first, then the probability that it is wrong.
+- ``devils_advocate``: argue against the annotation (and the annotator's own reasoning, when the
+  annotator gave it), then weigh the argument and give the probability that it is wrong.
+White-box over an API:
+- ``p_yes``: ask "Is this annotation wrong? Answer Yes or No" for one token with ``logprobs``;
+  ε̂ = P(yes) / (P(yes) + P(no)). An endpoint that returns no logprobs is an error, never a
+  constant.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from .annotator import object_schema
+from .errors import TaskError
+from .labeling import LabelingSpec
+from .llm import ChatClient, Completion, Usage
+from .parsing import json_object, probability_field, text_field
+from .prompting import Item, MachineLabel, PromptBook
+from .scoring import p_yes, suspicion_from_confidence
+
+
+@dataclass(frozen=True)
+class Critique:
+    suspicion: float
+    rationale: str
+
+
+@dataclass(frozen=True)
+class BlackBoxStrategy:
+    """A prompt template, the answer's fields, and how the answer becomes a suspicion."""
+
+    fields: tuple[str, ...]
+    suspicion: Callable[[dict[str, Any]], float]
+
+
+def _probability_wrong(answer: dict[str, Any]) -> float:
+    return probability_field(answer, "probability_wrong")
+
+
+def _from_confidence(answer: dict[str, Any]) -> float:
+    return suspicion_from_confidence(probability_field(answer, "confidence"))
+
+
+_NUMBER_FIELDS = {"probability_wrong", "confidence"}
+BLACK_BOX: dict[str, BlackBoxStrategy] = {
+    "naive": BlackBoxStrategy(("probability_wrong", "rationale"), _probability_wrong),
+    "confidence": BlackBoxStrategy(("confidence", "rationale"), _from_confidence),
+    "cot": BlackBoxStrategy(("reasoning", "probability_wrong", "rationale"), _probability_wrong),
+    "devils_advocate": BlackBoxStrategy(
+        ("counterargument", "probability_wrong", "rationale"), _probability_wrong
+    ),
+}
+STRATEGIES = (*BLACK_BOX, "p_yes")
+
+
+class LLMCritic:
+    """Criticizes machine labels through a chat model with one strategy."""
+
+    def __init__(
+        self, chat: ChatClient, prompts: PromptBook, *, strategy: str, top_logprobs: int = 20
+    ) -> None:
+        if strategy not in STRATEGIES:
+            raise ValueError(f"unknown critic strategy {strategy!r}; choose one of {STRATEGIES}")
+        self.chat = chat
+        self.prompts = prompts
+        self.strategy = strategy
+        self.top_logprobs = top_logprobs
+
+    def criticize(
+        self, item: Item, spec: LabelingSpec, label: MachineLabel
+    ) -> tuple[Critique, Usage]:
+        messages = self.prompts.critic_messages(item, spec, label, strategy=self.strategy)
+        if self.strategy == "p_yes":
+            critique, completion = self.chat.ask(
+                messages, _parse_p_yes, max_tokens=1, top_logprobs=self.top_logprobs
+            )
+        else:
+            strategy = BLACK_BOX[self.strategy]
+            props = {
+                f: {"type": "number"} if f in _NUMBER_FIELDS else {"type": "string"}
+                for f in strategy.fields
+            }
+
+            def parse(completion: Completion) -> Critique:
+                answer = json_object(completion.text)
+                rationale = text_field(answer, "rationale", required=False) or ""
+                return Critique(strategy.suspicion(answer), rationale)
+
+            critique, completion = self.chat.ask(
+                messages,
+                parse,
+                schema=object_schema(props),
+                schema_name=f"critique_{self.strategy}",
+            )
+        return critique, completion.usage
+
+
+def _parse_p_yes(completion: Completion) -> Critique:
+    if not completion.top_logprobs:
+        raise TaskError(
+            "logprobs_unavailable",
+            "the critic endpoint returned no logprobs, which the p_yes strategy needs: use a "
+            "server that returns logprobs/top_logprobs (OpenAI, vLLM, llama.cpp) or another "
+            "strategy (ACT_CRITIC_STRATEGY=cot)",
+        )
+    try:
+        suspicion = p_yes(completion.top_logprobs[0])
+    except ValueError as exc:
+        raise TaskError("answer_unparseable", f"p_yes: {exc}") from None
+    return Critique(suspicion, f"P(wrong) from token probabilities: {suspicion:.3f}")

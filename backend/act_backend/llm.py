@@ -1,0 +1,236 @@
+"""A chat-completions client for one role, on any OpenAI-compatible endpoint.
+
+Retries with exponential backoff and jitter on 408/409/429/5xx, timeouts and connection errors
+are the openai client's own (``max_retries``; it honours Retry-After). Everything else fails at
+once. Failures surface as ``LLMError`` with a ``kind`` that batches count per kind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import openai
+
+from .cache import ResultCache
+from .errors import TaskError
+from .settings import EngineSettings
+
+T = TypeVar("T")
+
+
+class LLMError(TaskError):
+    """An LLM call failed after the client's retries; ``kind`` says how."""
+
+
+@dataclass(frozen=True)
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    calls: int = 0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.prompt_tokens + other.prompt_tokens,
+            self.completion_tokens + other.completion_tokens,
+            self.calls + other.calls,
+        )
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def as_dict(self) -> dict[str, int]:
+        return {
+            "calls": self.calls,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "total_tokens": self.total_tokens,
+        }
+
+
+@dataclass(frozen=True)
+class Completion:
+    """The answer text, the top log-probabilities per generated token if asked for, and usage."""
+
+    text: str
+    top_logprobs: tuple[dict[str, float], ...] | None
+    usage: Usage
+    cached: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "text": self.text,
+            "top_logprobs": list(self.top_logprobs) if self.top_logprobs is not None else None,
+            "usage": [self.usage.prompt_tokens, self.usage.completion_tokens],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Completion:
+        """A cached completion: it cost no call now, so its usage is zero."""
+        top = data["top_logprobs"]
+        return cls(
+            text=data["text"],
+            top_logprobs=tuple(top) if top is not None else None,
+            usage=Usage(),
+            cached=True,
+        )
+
+
+class ChatClient:
+    """One role's endpoint and sampling settings; thread-safe, one per role."""
+
+    def __init__(self, settings: EngineSettings, *, cache: ResultCache | None = None) -> None:
+        self.settings = settings
+        self._cache = cache
+        api_key = settings.api_key.get_secret_value() if settings.api_key else None
+        self._client = openai.OpenAI(
+            base_url=settings.base_url,
+            # Local servers (vLLM, Ollama, llama.cpp) take any key; the client insists on one.
+            api_key=api_key or "no-key",
+            timeout=settings.timeout,
+            max_retries=settings.max_retries,
+        )
+
+    def ask(
+        self,
+        messages: Sequence[dict[str, Any]],
+        parse: Callable[[Completion], T],
+        **options: Any,
+    ) -> tuple[T, Completion]:
+        """Complete and parse; a completion that parses is cached, so a re-run costs no call.
+
+        ``options`` are those of ``complete``. A cache hit returns ``cached=True`` and zero usage.
+        """
+        key = self._cache_key(messages, options) if self._cache is not None else None
+        if key is not None:
+            hit = self._cache.get(key)  # type: ignore[union-attr]
+            if hit is not None:
+                completion = Completion.from_json(hit)
+                return parse(completion), completion
+        completion = self.complete(messages, **options)
+        result = parse(completion)
+        if key is not None:
+            self._cache.put(key, completion.to_json())  # type: ignore[union-attr]
+        return result, completion
+
+    def complete(
+        self,
+        messages: Sequence[dict[str, Any]],
+        *,
+        schema: dict[str, Any] | None = None,
+        schema_name: str = "answer",
+        max_tokens: int | None = None,
+        top_logprobs: int | None = None,
+    ) -> Completion:
+        """One chat completion; ``schema`` constrains the answer where the endpoint allows it."""
+        kwargs: dict[str, Any] = {
+            "model": self.settings.model,
+            "messages": list(messages),
+            "temperature": self.settings.temperature,
+            "max_tokens": max_tokens or self.settings.max_tokens,
+        }
+        if schema is not None:
+            kwargs.update(self._response_format(schema, schema_name))
+        if top_logprobs is not None:
+            kwargs.update(logprobs=True, top_logprobs=top_logprobs)
+        try:
+            response = self._client.chat.completions.create(**kwargs)
+        except openai.APIError as exc:
+            raise _classify(exc) from None
+        return _completion(response)
+
+    def request_fingerprint(self) -> dict[str, Any]:
+        """What, besides the messages, decides this role's answers (for cache keys)."""
+        s = self.settings
+        return {
+            "endpoint": s.endpoint_label(),
+            "model": s.model,
+            "temperature": s.temperature,
+            "max_tokens": s.max_tokens,
+            "structured_output": s.structured_output,
+        }
+
+    def _cache_key(self, messages: Sequence[dict[str, Any]], options: dict[str, Any]) -> str:
+        payload = {"request": self.request_fingerprint(), "messages": messages, "options": options}
+        blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    def close(self) -> None:
+        self._client.close()
+
+    def _response_format(self, schema: dict[str, Any], name: str) -> dict[str, Any]:
+        mode = self.settings.structured_output
+        if mode == "json_schema":
+            return {
+                "response_format": {
+                    "type": "json_schema",
+                    "json_schema": {"name": name, "schema": schema, "strict": True},
+                }
+            }
+        if mode == "json_object":
+            return {"response_format": {"type": "json_object"}}
+        return {}
+
+
+def _completion(response: Any) -> Completion:
+    if not getattr(response, "choices", None):
+        raise LLMError("malformed_response", "the endpoint answered with no choices")
+    choice = response.choices[0]
+    text = choice.message.content if choice.message else None
+    if text is None:
+        refusal = getattr(choice.message, "refusal", None)
+        detail = f"the model refused: {refusal}" if refusal else "the model returned no content"
+        raise LLMError("malformed_response", detail)
+    usage = response.usage
+    return Completion(
+        text=text,
+        top_logprobs=_top_logprobs(choice),
+        usage=Usage(
+            prompt_tokens=getattr(usage, "prompt_tokens", 0) or 0,
+            completion_tokens=getattr(usage, "completion_tokens", 0) or 0,
+            calls=1,
+        ),
+    )
+
+
+def _top_logprobs(choice: Any) -> tuple[dict[str, float], ...] | None:
+    logprobs = getattr(choice, "logprobs", None)
+    content = getattr(logprobs, "content", None) if logprobs else None
+    if not content:
+        return None
+    positions = []
+    for token in content:
+        candidates = {t.token: t.logprob for t in (token.top_logprobs or [])}
+        candidates.setdefault(token.token, token.logprob)
+        positions.append(candidates)
+    return tuple(positions)
+
+
+def _classify(exc: openai.APIError) -> LLMError:
+    """Map an openai exception to a kind and a message that carries no secret."""
+    status = getattr(exc, "status_code", None)
+    kinds: list[tuple[type[Exception], str]] = [
+        (openai.APITimeoutError, "llm_timeout"),
+        (openai.APIConnectionError, "llm_connection"),
+        (openai.RateLimitError, "llm_rate_limit"),
+        (openai.AuthenticationError, "llm_auth"),
+        (openai.PermissionDeniedError, "llm_auth"),
+        (openai.NotFoundError, "llm_not_found"),
+        (openai.BadRequestError, "llm_bad_request"),
+        (openai.UnprocessableEntityError, "llm_bad_request"),
+        (openai.InternalServerError, "llm_server_error"),
+        (openai.APIResponseValidationError, "malformed_response"),
+    ]
+    kind = next((k for cls, k in kinds if isinstance(exc, cls)), "llm_error")
+    message = _short(getattr(exc, "message", None) or str(exc))
+    prefix = f"HTTP {status}: " if status else ""
+    return LLMError(kind, f"{prefix}{message}")
+
+
+def _short(text: str, limit: int = 300) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -1,0 +1,248 @@
+"""A batch of Label Studio tasks → one outcome per task: machine label, suspicion, rationale.
+
+Data flows one way per task: task → item (texts, fetched media) → annotator → critic → outcome.
+Tasks run in parallel on a pool bounded by ``concurrency``; a task that fails yields an outcome
+with an error (and no prediction), never a failed batch or a made-up label.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import re
+import threading
+import time
+from collections import Counter
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from typing import Any
+
+from .annotator import LLMAnnotator
+from .critics import LLMCritic
+from .errors import TaskError
+from .labeling import LabelingSpec
+from .llm import Usage
+from .media import MediaError, MediaFetcher
+from .prompting import Item, MachineLabel
+from .scoring import prediction_score
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one task. ``label`` and ``suspicion`` are None when ``error`` is set."""
+
+    task_id: int | None
+    label: MachineLabel | None = None
+    suspicion: float | None = None
+    rationale: str = ""
+    error: TaskError | None = None
+    usage: Usage = field(default_factory=Usage)
+    cached_calls: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """Where task media relative to Label Studio live, as /setup told us (may be unknown)."""
+
+    label_studio_url: str | None = None
+    token: str | None = None
+
+    def __repr__(self) -> str:  # never show the token
+        return f"Credentials(label_studio_url={self.label_studio_url!r}, token=***)"
+
+
+class Stats:
+    """Thread-safe running totals, shown on GET /health."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.tasks = 0
+        self.errors: Counter[str] = Counter()
+        self.usage = Usage()
+        self.cached_calls = 0
+
+    def record(self, outcome: Outcome) -> None:
+        with self._lock:
+            self.tasks += 1
+            if outcome.error is not None:
+                self.errors[outcome.error.kind] += 1
+            self.usage = self.usage + outcome.usage
+            self.cached_calls += outcome.cached_calls
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "tasks": self.tasks,
+                "errors": dict(self.errors),
+                "llm": self.usage.as_dict(),
+                "cached_calls": self.cached_calls,
+            }
+
+
+class Predictor:
+    """Runs annotator and critic over batches of tasks, ``concurrency`` tasks at a time."""
+
+    def __init__(
+        self,
+        annotator: LLMAnnotator,
+        critic: LLMCritic,
+        fetcher: MediaFetcher,
+        *,
+        concurrency: int = 32,
+    ) -> None:
+        self.annotator = annotator
+        self.critic = critic
+        self.fetcher = fetcher
+        self.stats = Stats()
+        # One pool for the process: concurrent /predict calls share the bound on LLM calls.
+        self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="act-task")
+
+    def predict(
+        self,
+        tasks: Sequence[Any],
+        spec: LabelingSpec,
+        credentials: Credentials = Credentials(),
+    ) -> list[Outcome]:
+        """One outcome per task, in the order given."""
+        started = time.perf_counter()
+        outcomes = list(self._pool.map(lambda t: self._one(t, spec, credentials), tasks))
+        failed = sum(not o.ok for o in outcomes)
+        log.info(
+            "predicted %d tasks in %.2fs (%d failed)",
+            len(outcomes),
+            time.perf_counter() - started,
+            failed,
+        )
+        return outcomes
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _one(self, task: Any, spec: LabelingSpec, credentials: Credentials) -> Outcome:
+        task_id = task.get("id") if isinstance(task, dict) else None
+        try:
+            item = build_item(task, spec, self.fetcher, credentials)
+            label, annotate_usage = self.annotator.annotate(item, spec)
+            critique, critic_usage = self.critic.criticize(item, spec, label)
+            usage = annotate_usage + critic_usage
+            outcome = Outcome(
+                task_id=item.task_id,
+                label=label,
+                suspicion=critique.suspicion,
+                rationale=critique.rationale,
+                usage=usage,
+                cached_calls=2 - usage.calls,
+            )
+        except TaskError as exc:
+            log.warning("task %s: %s", task_id, exc)
+            outcome = Outcome(task_id=task_id, error=exc)
+        except Exception as exc:  # one task's bug must not fail the batch
+            log.exception("task %s: unexpected error", task_id)
+            outcome = Outcome(task_id=task_id, error=TaskError("internal", type(exc).__name__))
+        self.stats.record(outcome)
+        return outcome
+
+
+def build_item(
+    task: Any, spec: LabelingSpec, fetcher: MediaFetcher, credentials: Credentials
+) -> Item:
+    """Read the inputs the config names from a task's data; fetch its images safely."""
+    if not isinstance(task, dict) or not isinstance(task.get("id"), int):
+        raise TaskError("bad_task", "the task is not an object with an integer 'id'")
+    data = task.get("data")
+    if not isinstance(data, dict):
+        raise TaskError("bad_task", f"task {task['id']} has no 'data' object")
+    texts: dict[str, str] = {}
+    images: dict[str, str] = {}
+    for inp in spec.inputs:
+        value = data.get(inp.data_key)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            raise TaskError(
+                "bad_task",
+                f"task {task['id']} has no data field '{inp.data_key}' "
+                f'(needed by <{inp.tag} name="{inp.name}">)',
+            )
+        if inp.tag == "Image":
+            if not isinstance(value, str):
+                raise TaskError("bad_task", f"task {task['id']}: '{inp.data_key}' is not a URL")
+            try:
+                media = fetcher.fetch(
+                    value,
+                    label_studio_url=credentials.label_studio_url,
+                    label_studio_token=credentials.token,
+                )
+            except MediaError as exc:
+                raise TaskError("media", str(exc)) from None
+            images[inp.name] = media.data_url()
+        elif inp.tag == "HyperText":
+            texts[inp.name] = html_to_text(str(value))
+        else:
+            texts[inp.name] = str(value)
+    return Item(task_id=task["id"], texts=texts, images=images)
+
+
+def to_prediction(outcome: Outcome, spec: LabelingSpec, model_version: str) -> Any:
+    """The /predict result item for one outcome.
+
+    A failed task gives an empty list: Label Studio then stores no prediction for it (and asks
+    again next time), while the result count still matches the task count.
+    """
+    if outcome.error is not None or outcome.label is None or outcome.suspicion is None:
+        return []
+    task_id = outcome.task_id or 0
+    label = outcome.label
+    answer = label.answer if spec.kind == "textarea" else list(label.labels)
+    result = [spec.answer_region(task_id, answer)]  # type: ignore[arg-type]
+    rationale = spec.rationale_region(
+        task_id, f"suspicion {outcome.suspicion:.2f}: {outcome.rationale}".strip()
+    )
+    if rationale is not None:
+        result.append(rationale)
+    return {
+        "result": result,
+        "score": round(prediction_score(outcome.suspicion), 6),
+        "model_version": model_version,
+    }
+
+
+class _TextExtractor(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self._skip = 0
+
+    def handle_starttag(self, tag: str, attrs: Any) -> None:
+        if tag in ("script", "style"):
+            self._skip += 1
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("script", "style") and self._skip:
+            self._skip -= 1
+        elif tag in ("p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4"):
+            self.parts.append("\n")
+
+    def handle_data(self, data: str) -> None:
+        if not self._skip:
+            self.parts.append(data)
+
+
+def html_to_text(markup: str) -> str:
+    """Visible text of an HTML fragment (scripts and styles dropped, white space folded).
+
+    >>> html_to_text("<p>Hello <b>world</b></p><script>x()</script>")
+    'Hello world'
+    """
+    parser = _TextExtractor()
+    parser.feed(markup)
+    parser.close()
+    text = html.unescape("".join(parser.parts))
+    lines = (re.sub(r"[ \t\r\f\v]+", " ", line).strip() for line in text.split("\n"))
+    return "\n".join(line for line in lines if line)

@@ -1,0 +1,72 @@
+"""Critic score maps: pure functions from what a critic said to a suspicion in [0, 1].
+
+Suspicion ε̂ estimates P(machine label is wrong); higher = more suspicious. Label Studio sorts by
+the prediction score, so the backend reports ``score = 1 − ε̂``: ascending order puts the most
+suspicious task first.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+_TOKEN_MARKERS = " \t\n\r\u0120\u2581"  # whitespace, GPT-2 'Ġ' and SentencePiece '▁' markers
+
+
+def normalize_token(token: str) -> str:
+    """Fold a token to a comparable word: markers, case and trailing punctuation dropped.
+
+    >>> [normalize_token(t) for t in (" Yes", "YES.", "\u2581no", "Nope")]
+    ['yes', 'yes', 'no', 'nope']
+    """
+    return token.strip(_TOKEN_MARKERS).rstrip(".,!:;").lower()
+
+
+def p_yes(top_logprobs: Mapping[str, float]) -> float:
+    """ε̂ = P(yes) / (P(yes) + P(no)) from one position's next-token log-probabilities.
+
+    P(yes) sums exp(logprob) over every variant of "yes" (" Yes", "YES", "yes." ...); likewise
+    P(no). The question asked is "Is this annotation wrong?", so "yes" means suspicious.
+
+    >>> round(p_yes({"No": math.log(0.6), " no": math.log(0.1), "Yes": math.log(0.1)}), 4)
+    0.125
+
+    Raises ValueError when neither word is among the candidates.
+    """
+    yes = no = 0.0
+    for token, logprob in top_logprobs.items():
+        word = normalize_token(token)
+        if word == "yes":
+            yes += math.exp(logprob)
+        elif word == "no":
+            no += math.exp(logprob)
+    if yes + no == 0.0:
+        shown = ", ".join(repr(t) for t in list(top_logprobs)[:8])
+        raise ValueError(f"neither 'yes' nor 'no' is among the top tokens ({shown})")
+    return yes / (yes + no)
+
+
+def suspicion_from_confidence(confidence: float) -> float:
+    """ε̂ = 1 − c, where c is the critic's confidence that the annotation is correct.
+
+    >>> suspicion_from_confidence(0.8)
+    0.19999999999999996
+    """
+    return 1.0 - check_probability(confidence, "confidence")
+
+
+def prediction_score(suspicion: float) -> float:
+    """Label Studio prediction score = 1 − ε̂ (ascending order = most suspicious first).
+
+    >>> prediction_score(0.25)
+    0.75
+    """
+    return 1.0 - check_probability(suspicion, "suspicion")
+
+
+def check_probability(value: float, name: str) -> float:
+    """Return ``value`` as a float if it lies in [0, 1]; raise ValueError naming it otherwise."""
+    number = float(value)
+    if not 0.0 <= number <= 1.0 or math.isnan(number):
+        raise ValueError(f"{name} must be a number from 0 to 1; got {value!r}")
+    return number

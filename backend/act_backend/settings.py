@@ -1,0 +1,207 @@
+"""Backend settings: defaults < TOML config file < environment variables < CLI flags.
+
+Settings are read once, at the entry point (``ls-act serve``), and passed down; nothing in the
+package reads the environment on its own. Every environment variable is listed in ``ENV_VARS``,
+which is also the source of the configuration reference in docs/configuration.md.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+StructuredOutput = Literal["json_schema", "json_object", "none"]
+CriticStrategy = Literal["naive", "confidence", "cot", "devils_advocate", "p_yes"]
+
+DEFAULT_ANNOTATOR_MODEL = "gpt-4o"
+DEFAULT_CRITIC_MODEL = "gpt-4o-mini"
+
+
+class SettingsError(ValueError):
+    """The configuration is invalid; the message names the setting and where it came from."""
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class EngineSettings(_Model):
+    """One LLM role (annotator or critic) on an OpenAI-compatible chat-completions endpoint."""
+
+    model: str
+    base_url: str | None = None
+    api_key: SecretStr | None = None
+    temperature: float = Field(0.0, ge=0.0, le=2.0)
+    max_tokens: int = Field(1024, ge=1)
+    timeout: float = Field(60.0, gt=0)
+    max_retries: int = Field(4, ge=0, le=20)
+    structured_output: StructuredOutput = "json_schema"
+
+    def endpoint_label(self) -> str:
+        """Where this role's calls go, without credentials (safe to show)."""
+        return self.base_url or "https://api.openai.com/v1"
+
+
+class CriticSettings(EngineSettings):
+    strategy: CriticStrategy = "cot"
+    top_logprobs: int = Field(20, ge=1, le=20)
+
+
+class Settings(_Model):
+    annotator: EngineSettings = Field(
+        default_factory=lambda: EngineSettings(model=DEFAULT_ANNOTATOR_MODEL)
+    )
+    critic: CriticSettings = Field(
+        default_factory=lambda: CriticSettings(model=DEFAULT_CRITIC_MODEL)
+    )
+    annotator_reasoning: bool | None = None
+    prompts_dir: Path | None = None
+    concurrency: int = Field(32, ge=1, le=512)
+    cache: bool = True
+    cache_dir: Path = Field(default_factory=lambda: _default_cache_dir(os.environ))
+    label_studio_url: str | None = None
+    label_studio_api_key: SecretStr | None = None
+    allowed_media_hosts: list[str] = Field(default_factory=list)
+    max_media_bytes: int = Field(20 * 1024 * 1024, ge=1024)
+    rationale_field: str = "act_rationale"
+    basic_auth_user: str | None = None
+    basic_auth_password: SecretStr | None = None
+    model_version: str | None = None
+    log_level: str = "INFO"
+
+    @field_validator("allowed_media_hosts", mode="before")
+    @classmethod
+    def _split_hosts(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [h.strip() for h in value.split(",") if h.strip()]
+        return value
+
+    @property
+    def wants_annotator_reasoning(self) -> bool:
+        """The annotator gives its reasoning when asked to, or when the critic argues against it."""
+        if self.annotator_reasoning is not None:
+            return self.annotator_reasoning
+        return self.critic.strategy == "devils_advocate"
+
+    @property
+    def resolved_model_version(self) -> str:
+        """Stable name of what produced a prediction: annotator, critic and strategy.
+
+        Give the ML backend in Label Studio this exact title, or its score column stays empty.
+        """
+        if self.model_version:
+            return self.model_version
+        return f"act-{self.annotator.model}+{self.critic.model}-{self.critic.strategy}"
+
+
+# Environment variable -> dotted setting path. Engine settings exist for both roles.
+_ENGINE_FIELDS = (
+    "model",
+    "base_url",
+    "api_key",
+    "temperature",
+    "max_tokens",
+    "timeout",
+    "max_retries",
+    "structured_output",
+)
+ENV_VARS: dict[str, str] = {
+    **{f"ACT_ANNOTATOR_{f.upper()}": f"annotator.{f}" for f in _ENGINE_FIELDS},
+    **{f"ACT_CRITIC_{f.upper()}": f"critic.{f}" for f in _ENGINE_FIELDS},
+    "ACT_CRITIC_STRATEGY": "critic.strategy",
+    "ACT_CRITIC_TOP_LOGPROBS": "critic.top_logprobs",
+    "ACT_ANNOTATOR_REASONING": "annotator_reasoning",
+    "ACT_PROMPTS_DIR": "prompts_dir",
+    "ACT_CONCURRENCY": "concurrency",
+    "ACT_CACHE": "cache",
+    "ACT_CACHE_DIR": "cache_dir",
+    "LABEL_STUDIO_URL": "label_studio_url",
+    "LABEL_STUDIO_API_KEY": "label_studio_api_key",
+    "ACT_ALLOWED_MEDIA_HOSTS": "allowed_media_hosts",
+    "ACT_MAX_MEDIA_BYTES": "max_media_bytes",
+    "ACT_RATIONALE_FIELD": "rationale_field",
+    "ACT_BASIC_AUTH_USER": "basic_auth_user",
+    "ACT_BASIC_AUTH_PASSWORD": "basic_auth_password",
+    "ACT_MODEL_VERSION": "model_version",
+    "ACT_LOG_LEVEL": "log_level",
+}
+# The openai client's own variables serve both roles when no role-specific one is set.
+OPENAI_FALLBACKS = {"OPENAI_BASE_URL": "base_url", "OPENAI_API_KEY": "api_key"}
+CONFIG_ENV_VAR = "ACT_CONFIG"
+
+
+def load_settings(
+    config_path: Path | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Build settings from an optional TOML file, the environment and explicit overrides.
+
+    ``overrides`` uses dotted paths (``{"critic.strategy": "p_yes"}``) and wins over everything.
+    """
+    env = os.environ if env is None else env
+    path = config_path or (Path(env[CONFIG_ENV_VAR]) if env.get(CONFIG_ENV_VAR) else None)
+    data: dict[str, Any] = _read_toml(path) if path else {}
+    for var, dotted in ENV_VARS.items():
+        if env.get(var, "") != "":
+            _set_dotted(data, dotted, env[var])
+    for var, field in OPENAI_FALLBACKS.items():
+        if env.get(var):
+            for role in ("annotator", "critic"):
+                data.setdefault(role, {}).setdefault(field, env[var])
+    for dotted, value in (overrides or {}).items():
+        if value is not None:
+            _set_dotted(data, dotted, value)
+    for role, default in (("annotator", DEFAULT_ANNOTATOR_MODEL), ("critic", DEFAULT_CRITIC_MODEL)):
+        if isinstance(data.get(role), dict):
+            data[role].setdefault("model", default)
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        raise SettingsError(_describe(exc, path)) from None
+
+
+def _default_cache_dir(env: Mapping[str, str]) -> Path:
+    base = env.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "label-studio-act"
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise SettingsError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"config file {path} is not valid TOML: {exc}") from None
+
+
+def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    node = data
+    for key in parents:
+        node = node.setdefault(key, {})
+    node[leaf] = value
+
+
+def _describe(exc: ValidationError, path: Path | None) -> str:
+    env_for = {dotted: var for var, dotted in ENV_VARS.items()}
+    lines = []
+    for err in exc.errors():
+        dotted = ".".join(str(p) for p in err["loc"])
+        where = f" (env {env_for[dotted]})" if dotted in env_for else ""
+        shown = "***" if "key" in dotted or "password" in dotted else repr(err.get("input"))
+        lines.append(f"setting '{dotted}'{where}: {err['msg']}; got {shown}")
+    source = f" in {path} or the environment" if path else ""
+    return f"invalid configuration{source}:\n  " + "\n  ".join(lines)
