@@ -141,6 +141,10 @@ class ChatClient:
             response = self._client.chat.completions.create(**kwargs)
         except openai.APIError as exc:
             raise _classify(exc) from None
+        except ValueError as exc:  # a 200 whose body is not JSON (proxies, crashed servers)
+            raise LLMError(
+                "malformed_response", f"the endpoint's answer is not JSON: {exc}"
+            ) from None
         return _completion(response)
 
     def request_fingerprint(self) -> dict[str, Any]:
