@@ -107,7 +107,7 @@ def serve_backend(settings: Settings, host: str = "127.0.0.1") -> Iterator[str]:
     """Our Flask app on real HTTP in a thread; yields its base URL."""
     app = create_app(settings)
     server = make_server(host, 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
     try:
         yield f"http://{host}:{server.server_port}"

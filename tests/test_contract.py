@@ -65,9 +65,11 @@ def backend(tmp_path):
             return json.dumps({"label": enum[0]})
         return responder(req)
 
-    with OpenAIStubServer(responder=any_label) as llm:
-        with serve_backend(settings_for(llm, tmp_path)) as url:
-            yield url, llm, tmp_path
+    with (
+        OpenAIStubServer(responder=any_label) as llm,
+        serve_backend(settings_for(llm, tmp_path)) as url,
+    ):
+        yield url, llm, tmp_path
 
 
 def replay(url: str, name: str) -> requests.Response:
@@ -78,7 +80,7 @@ def replay(url: str, name: str) -> requests.Response:
 
 
 def test_health_and_versions(backend):
-    url, llm, _ = backend
+    url, _, _ = backend
     health = replay(url, "backend_GET_health.json")
     assert health.status_code == 200 and health.json()["status"] == "UP"
     versions = replay(url, "backend_GET_versions.json").json()
@@ -97,13 +99,17 @@ def test_setup_answers_model_version_without_calling_any_model(backend):
 def test_every_captured_predict_gets_one_valid_result_per_task_in_order(
     backend, uploads_host, name
 ):
-    url, llm, _ = backend
+    url, _, _ = backend
     body = fixture(name)["request"]["json_body"]
     # what /setup told the backend before the batch (hostname + token of Label Studio)
     requests.post(
         url + "/setup",
-        json={"project": body["project"], "schema": body["label_config"],
-              "hostname": uploads_host, "access_token": LS_TOKEN},
+        json={
+            "project": body["project"],
+            "schema": body["label_config"],
+            "hostname": uploads_host,
+            "access_token": LS_TOKEN,
+        },
         timeout=10,
     )
     response = requests.post(url + "/predict", json=body, timeout=60)
@@ -126,8 +132,11 @@ def test_uploaded_images_are_fetched_from_label_studio_with_its_token(backend, u
     no_setup = requests.post(url + "/predict", json=body, timeout=60).json()
     assert no_setup["results"] == [[]] * len(body["tasks"])
     assert {e["kind"] for e in no_setup["errors"]} == {"media"}
-    requests.post(url + "/setup", json={"project": body["project"], "hostname": uploads_host,
-                                        "access_token": LS_TOKEN}, timeout=10)
+    requests.post(
+        url + "/setup",
+        json={"project": body["project"], "hostname": uploads_host, "access_token": LS_TOKEN},
+        timeout=10,
+    )
     reply = requests.post(url + "/predict", json=body, timeout=60).json()
     assert reply["errors"] == []
     assert all(r.images and r.images[0].startswith("data:image/png;base64,") for r in llm.requests)
@@ -154,7 +163,10 @@ def test_webhooks_are_answered_at_once_and_recorded_without_the_project_token(ba
             break
         threading.Event().wait(0.02)
     assert requests.get(url + "/health").json()["webhooks"]["recorded"] == {action: 1}
-    rows = sqlite3.connect(cache_dir / "webhook-events.sqlite3").execute(
-        "SELECT action, payload FROM events").fetchall()
+    rows = (
+        sqlite3.connect(cache_dir / "webhook-events.sqlite3")
+        .execute("SELECT action, payload FROM events")
+        .fetchall()
+    )
     assert rows[0][0] == action and "<TOKEN>" not in rows[0][1]
     assert llm.call_count == 0

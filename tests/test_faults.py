@@ -58,13 +58,18 @@ def test_unstructured_endpoint_answers_in_prose_with_fenced_json(llm, tmp_path):
     def responder(req):
         assert req.response_format_type is None  # structured output switched off
         if is_critic(req):
-            return 'Sure.\n```json\n{"reasoning": "r", "probability_wrong": 0.4, "rationale": "x"}\n```'
+            verdict = '{"reasoning": "r", "probability_wrong": 0.4, "rationale": "x"}'
+            return f"Sure.\n```json\n{verdict}\n```"
         return 'My answer is {"label": "neutral"} as requested.'
 
     llm.set_responder(responder)
     body = predict(
-        llm, tmp_path, TEXT_SINGLE, [{"id": 1, "data": {"text": "ok"}}],
-        ACT_ANNOTATOR_STRUCTURED_OUTPUT="none", ACT_CRITIC_STRUCTURED_OUTPUT="none",
+        llm,
+        tmp_path,
+        TEXT_SINGLE,
+        [{"id": 1, "data": {"text": "ok"}}],
+        ACT_ANNOTATOR_STRUCTURED_OUTPUT="none",
+        ACT_CRITIC_STRUCTURED_OUTPUT="none",
     ).json
     assert body["results"][0]["score"] == pytest.approx(0.6)
 
@@ -73,8 +78,12 @@ def test_rate_limits_are_retried_with_backoff_and_succeed(llm, tmp_path):
     llm.set_responder(ScriptedLLM(default_label="neutral"))
     llm.fail_next(2, status=429, retry_after=0.05)
     body = predict(
-        llm, tmp_path, TEXT_SINGLE, [{"id": 1, "data": {"text": "x"}}],
-        ACT_ANNOTATOR_MAX_RETRIES="3", ACT_CRITIC_MAX_RETRIES="3",
+        llm,
+        tmp_path,
+        TEXT_SINGLE,
+        [{"id": 1, "data": {"text": "x"}}],
+        ACT_ANNOTATOR_MAX_RETRIES="3",
+        ACT_CRITIC_MAX_RETRIES="3",
     ).json
     assert body["errors"] == [] and body["results"][0]["result"]
     assert llm.call_count == 4  # 2 refused + annotator + critic
@@ -101,8 +110,12 @@ def test_timeout_and_malformed_bodies_are_per_task_errors(llm, tmp_path):
     llm.set_responder(responder)
     tasks = [{"id": i, "data": {"text": t}} for i, t in enumerate(["slow", "garbled", "fine"], 1)]
     body = predict(
-        llm, tmp_path, TEXT_SINGLE, tasks,
-        ACT_ANNOTATOR_TIMEOUT="0.5", ACT_CRITIC_TIMEOUT="0.5",
+        llm,
+        tmp_path,
+        TEXT_SINGLE,
+        tasks,
+        ACT_ANNOTATOR_TIMEOUT="0.5",
+        ACT_CRITIC_TIMEOUT="0.5",
     ).json
     kinds = {e["task"]: e["kind"] for e in body["errors"]}
     assert kinds[1] == "llm_timeout"
@@ -152,10 +165,18 @@ def test_api_keys_never_reach_logs_or_responses(llm, tmp_path, caplog):
     llm.fail_next(1, status=401)
     app = create_app(settings_for(llm, tmp_path, LABEL_STUDIO_API_KEY="ls-secret-token"))
     client = app.test_client()
-    client.post("/setup", json={"project": "1.1", "schema": TEXT_SINGLE,
-                                "hostname": "http://localhost:1", "access_token": "setup-secret"})
-    response = client.post("/predict", json={"tasks": [{"id": 1, "data": {"text": "x"}}],
-                                             "label_config": TEXT_SINGLE})
+    client.post(
+        "/setup",
+        json={
+            "project": "1.1",
+            "schema": TEXT_SINGLE,
+            "hostname": "http://localhost:1",
+            "access_token": "setup-secret",
+        },
+    )
+    response = client.post(
+        "/predict", json={"tasks": [{"id": 1, "data": {"text": "x"}}], "label_config": TEXT_SINGLE}
+    )
     health = client.get("/health")
     app.config["ACT_SERVICE"].close()
     seen = caplog.text + response.get_data(as_text=True) + health.get_data(as_text=True)
