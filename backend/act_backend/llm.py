@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import openai
+from openai.types.chat import ChatCompletion
 
 from .cache import ResultCache
 from .errors import TaskError
@@ -138,7 +139,10 @@ class ChatClient:
         if top_logprobs is not None:
             kwargs.update(logprobs=True, top_logprobs=top_logprobs)
         try:
-            response = self._client.chat.completions.create(**kwargs)
+            # The client's documented raw path: same auth, retries and typed answer, without
+            # the per-call walk of the request through its TypedDicts (~1 ms of CPU a call;
+            # our messages are already in wire format).
+            response = self._client.post("/chat/completions", body=kwargs, cast_to=ChatCompletion)
         except openai.APIError as exc:
             raise _classify(exc) from None
         except ValueError as exc:  # a 200 whose body is not JSON (proxies, crashed servers)
