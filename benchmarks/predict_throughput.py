@@ -37,7 +37,7 @@ CONFIG = """<View>
   </Choices>
 </View>"""
 CALLS_PER_TASK = 2  # annotator + critic
-console = Console()
+console = Console(width=120)
 
 
 def _free_port() -> int:
