@@ -56,8 +56,13 @@ def test_devils_advocate_shows_the_annotators_own_reasoning_to_the_critic(llm, t
 
 
 def test_p_yes_is_yes_over_yes_plus_no_summing_token_variants(llm, tmp_path):
-    top = {"No": math.log(0.5), " no": math.log(0.1), "Yes": math.log(0.2), "YES": math.log(0.1),
-           "Maybe": math.log(0.05)}
+    top = {
+        "No": math.log(0.5),
+        " no": math.log(0.1),
+        "Yes": math.log(0.2),
+        "YES": math.log(0.1),
+        "Maybe": math.log(0.05),
+    }
 
     def responder(req):
         if is_critic(req):

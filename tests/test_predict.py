@@ -73,9 +73,7 @@ def valid_for(config: str, prediction: dict) -> bool:
     return LabelInterface(config).validate_prediction(prediction)
 
 
-def test_single_choice_text_labels_come_from_config_and_score_is_one_minus_suspicion(
-    llm, tmp_path
-):
+def test_single_choice_text_labels_come_from_config_and_score_is_one_minus_suspicion(llm, tmp_path):
     llm.set_responder(
         ScriptedLLM(
             labels={"love": "positive", "awful": "negative"},
