@@ -49,9 +49,18 @@ def _free_port() -> int:
 @contextmanager
 def stub_llm(latency: float):
     proc = subprocess.Popen(
-        [sys.executable, "-m", "act_backend.testing.openai_server", "--port", "0",
-         "--latency", str(latency)],
-        stdout=subprocess.PIPE, text=True, start_new_session=True,
+        [
+            sys.executable,
+            "-m",
+            "act_backend.testing.openai_server",
+            "--port",
+            "0",
+            "--latency",
+            str(latency),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
     )
     line = proc.stdout.readline().strip() if proc.stdout else ""
     if not line.startswith("READY "):
@@ -69,13 +78,27 @@ def backend(base_url: str, concurrency: int, cache_dir: Path):
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ACT_", "OPENAI_"))}
     env.update(
-        OPENAI_BASE_URL=base_url, OPENAI_API_KEY="bench", ACT_CONCURRENCY=str(concurrency),
-        ACT_CACHE_DIR=str(cache_dir), ACT_LOG_LEVEL="WARNING",
+        OPENAI_BASE_URL=base_url,
+        OPENAI_API_KEY="bench",
+        ACT_CONCURRENCY=str(concurrency),
+        ACT_CACHE_DIR=str(cache_dir),
+        ACT_LOG_LEVEL="WARNING",
     )
     proc = subprocess.Popen(
-        [sys.executable, "-c", "from act_plugin.cli import app; app()", "serve",
-         "--host", "127.0.0.1", "--port", str(port)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        [
+            sys.executable,
+            "-c",
+            "from act_plugin.cli import app; app()",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -94,8 +117,10 @@ def backend(base_url: str, concurrency: int, cache_dir: Path):
 
 
 def tasks(n: int, salt: str) -> list[dict]:
-    return [{"id": i, "data": {"text": f"review {salt}-{i}: the product was fine"}}
-            for i in range(1, n + 1)]
+    return [
+        {"id": i, "data": {"text": f"review {salt}-{i}: the product was fine"}}
+        for i in range(1, n + 1)
+    ]
 
 
 def timed_predict(url: str, batch: list[dict]) -> tuple[float, int, int]:
@@ -103,7 +128,8 @@ def timed_predict(url: str, batch: list[dict]) -> tuple[float, int, int]:
     before = requests.get(url + "/health", timeout=5).json()["stats"]["llm"]["calls"]
     started = time.perf_counter()
     reply = requests.post(
-        url + "/predict", json={"tasks": batch, "label_config": CONFIG, "project": "1.1"},
+        url + "/predict",
+        json={"tasks": batch, "label_config": CONFIG, "project": "1.1"},
         timeout=3600,
     ).json()
     wall = time.perf_counter() - started
@@ -125,10 +151,13 @@ def run(n_tasks: int, latency: float, concurrency: int) -> None:
                 if conc == concurrency:
                     hit_wall, hit_calls, hit_failed = timed_predict(url, tasks(n_tasks, f"c{conc}"))
                     rows.append(("same batch again (cache)", hit_wall, hit_calls, hit_failed, 0.0))
-    with tempfile.TemporaryDirectory() as tmp, stub_llm(0.0) as llm_url:
-        with backend(llm_url, concurrency, Path(tmp)) as url:
-            timed_predict(url, tasks(8, "warm"))
-            zero_wall, zero_calls, zero_failed = timed_predict(url, tasks(n_tasks, "zero"))
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        stub_llm(0.0) as llm_url,
+        backend(llm_url, concurrency, Path(tmp)) as url,
+    ):
+        timed_predict(url, tasks(8, "warm"))
+        zero_wall, zero_calls, zero_failed = timed_predict(url, tasks(n_tasks, "zero"))
     report(n_tasks, latency, concurrency, rows, zero_wall, zero_calls, zero_failed)
 
 
@@ -138,10 +167,24 @@ def report(n_tasks, latency, concurrency, rows, zero_wall, zero_calls, zero_fail
         table.add_column(col, justify="right")
     for name, wall, made, failed, bound in rows:
         ratio = f"{wall / bound:.2f}" if bound else "-"
-        table.add_row(name, f"{wall:.2f}", f"{n_tasks / wall:.1f}", str(made), str(failed),
-                      f"{bound:.2f}" if bound else "-", ratio)
-    table.add_row(f"latency 0, concurrency {concurrency}", f"{zero_wall:.2f}",
-                  f"{n_tasks / zero_wall:.1f}", str(zero_calls), str(zero_failed), "-", "-")
+        table.add_row(
+            name,
+            f"{wall:.2f}",
+            f"{n_tasks / wall:.1f}",
+            str(made),
+            str(failed),
+            f"{bound:.2f}" if bound else "-",
+            ratio,
+        )
+    table.add_row(
+        f"latency 0, concurrency {concurrency}",
+        f"{zero_wall:.2f}",
+        f"{n_tasks / zero_wall:.1f}",
+        str(zero_calls),
+        str(zero_failed),
+        "-",
+        "-",
+    )
     console.print(table)
     seq, par, hit = rows[0], rows[1], rows[2]
     speedup = seq[1] / par[1]
@@ -151,8 +194,10 @@ def report(n_tasks, latency, concurrency, rows, zero_wall, zero_calls, zero_fail
     console.print(f"speed-up parallel vs sequential: {speedup:.1f}x   (target >= 20x)")
     console.print(f"parallel wall / lower bound:     {to_bound:.2f}   (target <= 1.3)")
     console.print(f"overhead above the bound:        {overhead_ms:.2f} ms per task (target <= 2)")
-    console.print(f"whole path at zero LLM latency:  {zero_ms:.2f} ms per task "
-                  "(backend + stub server + HTTP, 2 calls per task)")
+    console.print(
+        f"whole path at zero LLM latency:  {zero_ms:.2f} ms per task "
+        "(backend + stub server + HTTP, 2 calls per task)"
+    )
     console.print(f"cache-hit re-run LLM calls:      {hit[2]}   (target 0)")
 
 

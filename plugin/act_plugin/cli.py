@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from act_backend.settings import Settings, SettingsError, load_settings
 from rich.console import Console
 from rich.logging import RichHandler
+
+from act_backend.settings import Settings, SettingsError, load_settings
 
 app = typer.Typer(
     name="ls-act",
@@ -64,6 +65,58 @@ def serve(
         "(give the ML backend this exact title in Label Studio, or run `ls-act connect`)"
     )
     run(settings, host=host, port=port, threads=threads, dev=dev)
+
+
+@app.command()
+def connect(
+    project: Annotated[int, typer.Option(help="Label Studio project id.")],
+    backend_url: Annotated[
+        str, typer.Option(help="URL Label Studio uses to reach the backend.")
+    ] = "http://127.0.0.1:9090",
+    label_studio_url: Annotated[
+        str, typer.Option(envvar="LABEL_STUDIO_URL", help="Label Studio URL.")
+    ] = "http://localhost:8080",
+    api_key: Annotated[
+        str,
+        typer.Option(
+            envvar="LABEL_STUDIO_API_KEY",
+            help="Label Studio legacy token or personal access token.",
+            show_default=False,
+        ),
+    ] = "",
+    model_version: Annotated[
+        str | None,
+        typer.Option(help="Defaults to what the backend reports at GET /health."),
+    ] = None,
+    basic_auth_user: Annotated[str | None, typer.Option(envvar="ACT_BASIC_AUTH_USER")] = None,
+    basic_auth_password: Annotated[
+        str | None, typer.Option(envvar="ACT_BASIC_AUTH_PASSWORD", show_default=False)
+    ] = None,
+) -> None:
+    """Connect the backend to a project so the score column and suspicion ordering work."""
+    from label_studio_sdk import LabelStudio
+
+    from act_plugin.connect import ConnectError, backend_model_version, connect_backend
+
+    if not api_key:
+        err.print("[red]error:[/] give --api-key or set LABEL_STUDIO_API_KEY")
+        raise typer.Exit(2)
+    auth = (basic_auth_user, basic_auth_password or "") if basic_auth_user else None
+    try:
+        version = model_version or backend_model_version(backend_url, basic_auth=auth)
+        client = LabelStudio(base_url=label_studio_url, api_key=api_key)
+        connection = connect_backend(
+            client, project, backend_url, model_version=version, basic_auth=auth
+        )
+    except ConnectError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(1) from None
+    verb = "connected" if connection.created else "updated"
+    err.print(
+        f"{verb} ML backend {connection.ml_backend_id} for project {project}; "
+        f"model_version [bold]{version}[/]. In the Data Manager: Actions → Retrieve predictions, "
+        "sort Prediction score ascending, then Label → Label Tasks As Displayed."
+    )
 
 
 @app.command("config")
