@@ -14,9 +14,12 @@ from typing import Any
 import httpx
 import pytest
 from PIL import Image
+from typer.testing import CliRunner
 
 from act_backend.testing.openai_server import OpenAIStubServer
+from act_plugin.cli import app
 from act_plugin.connect import connect_backend
+from act_plugin.local_ls import create_personal_access_token
 from tests.support import ScriptedLLM, serve_backend, settings_for
 from tests.test_predict import IMAGE, VQA, png_data_url
 
@@ -204,3 +207,49 @@ def test_vqa_project_gets_free_text_answers(label_studio, ls_client, make_projec
         region = prediction["result"][0]
         assert region["from_name"] == "answer" and region["value"]["text"] == ["a square"]
         assert task["predictions_score"] == pytest.approx(0.7)
+
+
+def test_ls_act_connect_reads_the_version_from_the_backend(
+    label_studio, ls_client, make_project, backend
+):
+    backend_url, model_version = backend
+    project_id = make_project(TEXT, [{"text": "review alpha"}])
+    args = [
+        "connect",
+        "--project",
+        str(project_id),
+        "--backend-url",
+        backend_url,
+        "--label-studio-url",
+        label_studio.url,
+        "--api-key",
+        label_studio.token,
+    ]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert ls_client.projects.get(id=project_id).model_version == model_version
+    (ml,) = ls_client.ml.list(project=project_id)
+    assert ml.title == model_version
+    again = CliRunner().invoke(app, args)  # idempotent: still one backend
+    assert again.exit_code == 0 and len(ls_client.ml.list(project=project_id)) == 1
+
+
+def test_images_fetched_with_a_configured_personal_access_token(
+    label_studio, ls_client, make_project, llm, tmp_path
+):
+    pat = create_personal_access_token(label_studio)
+    settings = settings_for(
+        llm, tmp_path, LABEL_STUDIO_URL=label_studio.url, LABEL_STUDIO_API_KEY=pat
+    )
+    project_id = make_project(IMAGE)
+    with serve_backend(settings) as backend_url, ls_http(label_studio) as http:
+        files = {"file0": ("ref-red.png", _png(COLOURS["red"]), "image/png")}
+        assert http.post(f"/api/projects/{project_id}/import", files=files).status_code == 201
+        connect_backend(
+            ls_client, project_id, backend_url, model_version=settings.resolved_model_version
+        )
+        retrieve_predictions(http, project_id)
+        (task,) = tasks_of(http, project_id)
+    assert task["predictions"][0]["result"][0]["value"]["choices"] == ["dog"]
+    assert llm.requests[0].images[0].startswith("data:image/png;base64,")
+    assert pat not in (tmp_path / "webhook-events.sqlite3").read_bytes().decode("latin-1")
