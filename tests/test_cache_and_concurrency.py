@@ -33,7 +33,7 @@ def test_rerun_of_the_same_batch_makes_zero_llm_calls_even_in_a_new_process(llm,
     assert stats1["llm"]["total_tokens"] > 0
     second, stats2 = run(llm, tmp_path)  # a new app on the same cache dir
     assert llm.call_count == 12
-    assert stats2["llm"]["calls"] == 0 and stats2["cached_calls"] == 12
+    assert stats2["llm"]["calls"] == 0 and stats2["llm"]["cached_calls"] == 12
     assert second["results"] == first["results"]
 
 

@@ -29,15 +29,19 @@ class LLMError(TaskError):
 
 @dataclass(frozen=True)
 class Usage:
+    """LLM calls made and their tokens; ``cached`` counts answers served from the cache."""
+
     prompt_tokens: int = 0
     completion_tokens: int = 0
     calls: int = 0
+    cached: int = 0
 
     def __add__(self, other: Usage) -> Usage:
         return Usage(
             self.prompt_tokens + other.prompt_tokens,
             self.completion_tokens + other.completion_tokens,
             self.calls + other.calls,
+            self.cached + other.cached,
         )
 
     @property
@@ -47,6 +51,7 @@ class Usage:
     def as_dict(self) -> dict[str, int]:
         return {
             "calls": self.calls,
+            "cached_calls": self.cached,
             "prompt_tokens": self.prompt_tokens,
             "completion_tokens": self.completion_tokens,
             "total_tokens": self.total_tokens,
@@ -60,7 +65,6 @@ class Completion:
     text: str
     top_logprobs: tuple[dict[str, float], ...] | None
     usage: Usage
-    cached: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -71,13 +75,12 @@ class Completion:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Completion:
-        """A cached completion: it cost no call now, so its usage is zero."""
+        """A cached completion: it cost no call now, so it counts as one cache hit."""
         top = data["top_logprobs"]
         return cls(
             text=data["text"],
             top_logprobs=tuple(top) if top is not None else None,
-            usage=Usage(),
-            cached=True,
+            usage=Usage(cached=1),
         )
 
 
@@ -104,7 +107,7 @@ class ChatClient:
     ) -> tuple[T, Completion]:
         """Complete and parse; a completion that parses is cached, so a re-run costs no call.
 
-        ``options`` are those of ``complete``. A cache hit returns ``cached=True`` and zero usage.
+        ``options`` go to ``complete``. A cache hit costs nothing; ``usage.cached`` counts it.
         """
         key = self._cache_key(messages, options) if self._cache is not None else None
         if key is not None:

@@ -41,7 +41,6 @@ class Outcome:
     rationale: str = ""
     error: TaskError | None = None
     usage: Usage = field(default_factory=Usage)
-    cached_calls: int = 0
 
     @property
     def ok(self) -> bool:
@@ -67,7 +66,6 @@ class Stats:
         self.tasks = 0
         self.errors: Counter[str] = Counter()
         self.usage = Usage()
-        self.cached_calls = 0
 
     def record(self, outcome: Outcome) -> None:
         with self._lock:
@@ -75,7 +73,6 @@ class Stats:
             if outcome.error is not None:
                 self.errors[outcome.error.kind] += 1
             self.usage = self.usage + outcome.usage
-            self.cached_calls += outcome.cached_calls
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
@@ -83,7 +80,6 @@ class Stats:
                 "tasks": self.tasks,
                 "errors": dict(self.errors),
                 "llm": self.usage.as_dict(),
-                "cached_calls": self.cached_calls,
             }
 
 
@@ -132,14 +128,12 @@ class Predictor:
             item = build_item(task, spec, self.fetcher, credentials)
             label, annotate_usage = self.annotator.annotate(item, spec)
             critique, critic_usage = self.critic.criticize(item, spec, label)
-            usage = annotate_usage + critic_usage
             outcome = Outcome(
                 task_id=item.task_id,
                 label=label,
                 suspicion=critique.suspicion,
                 rationale=critique.rationale,
-                usage=usage,
-                cached_calls=2 - usage.calls,
+                usage=annotate_usage + critic_usage,
             )
         except TaskError as exc:
             log.warning("task %s: %s", task_id, exc)
