@@ -16,14 +16,8 @@ from flask import Blueprint, Flask, current_app, jsonify, request
 from werkzeug.exceptions import BadRequest, HTTPException
 
 from . import __version__
-from .annotator import LLMAnnotator
-from .cache import ResultCache
-from .critics import LLMCritic
 from .labeling import LabelingSpec, UnsupportedConfig, parse_label_config
-from .llm import ChatClient
-from .media import MediaFetcher
-from .predictor import Credentials, Predictor, to_prediction
-from .prompting import PromptBook
+from .predictor import Credentials, Predictor, build_predictor, to_prediction
 from .settings import Settings
 from .webhook import WebhookRecorder
 
@@ -75,31 +69,10 @@ class Service:
 
 
 def build_service(settings: Settings) -> Service:
-    """Wire engines, critic, media fetcher, cache and webhook recorder from settings."""
-    cache = ResultCache(settings.cache_dir) if settings.cache else None
-    prompts = PromptBook(settings.prompts_dir)
-    annotator = LLMAnnotator(
-        ChatClient(settings.annotator, cache=cache),
-        prompts,
-        reasoning=settings.wants_annotator_reasoning,
-    )
-    critic = LLMCritic(
-        ChatClient(settings.critic, cache=cache),
-        prompts,
-        strategy=settings.critic.strategy,
-        top_logprobs=settings.critic.top_logprobs,
-    )
-    ls_key = settings.label_studio_api_key
-    fetcher = MediaFetcher(
-        label_studio_url=settings.label_studio_url,
-        label_studio_token=ls_key.get_secret_value() if ls_key else None,
-        allowed_hosts=settings.allowed_media_hosts,
-        max_bytes=settings.max_media_bytes,
-    )
-    predictor = Predictor(annotator, critic, fetcher, concurrency=settings.concurrency)
+    """Wire the prediction pipeline and the webhook recorder from settings."""
     return Service(
         settings=settings,
-        predictor=predictor,
+        predictor=build_predictor(settings),
         webhooks=WebhookRecorder(settings.cache_dir),
         model_version=settings.resolved_model_version,
     )

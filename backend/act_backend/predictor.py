@@ -13,20 +13,22 @@ import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from typing import Any
 
 from .annotator import LLMAnnotator
+from .cache import ResultCache
 from .critics import LLMCritic
 from .errors import TaskError
 from .labeling import LabelingSpec
-from .llm import Usage
+from .llm import ChatClient, Usage
 from .media import MediaError, MediaFetcher
-from .prompting import Item, MachineLabel
+from .prompting import Item, MachineLabel, PromptBook
 from .scoring import prediction_score
+from .settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +121,34 @@ class Predictor:
         )
         return outcomes
 
+    def predict_iter(
+        self,
+        tasks: Iterable[Any],
+        spec: LabelingSpec,
+        credentials: Credentials = Credentials(),
+        *,
+        window: int | None = None,
+    ) -> Iterator[Outcome]:
+        """Outcomes as they complete (any order), keeping at most ``window`` tasks in flight.
+
+        For bulk runs over whole projects: memory stays bounded, and a consumer that stops
+        early (Ctrl-C) leaves no more than ``window`` tasks started.
+        """
+        window = window or 4 * self._pool._max_workers
+        pending: set[Future[Outcome]] = set()
+        try:
+            for task in tasks:
+                pending.add(self._pool.submit(self._one, task, spec, credentials))
+                if len(pending) >= window:
+                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    yield from (f.result() for f in done)
+            while pending:
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                yield from (f.result() for f in done)
+        finally:
+            for future in pending:
+                future.cancel()
+
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
@@ -143,6 +173,31 @@ class Predictor:
             outcome = Outcome(task_id=task_id, error=TaskError("internal", type(exc).__name__))
         self.stats.record(outcome)
         return outcome
+
+
+def build_predictor(settings: Settings) -> Predictor:
+    """The annotator + critic pipeline the settings describe (shared by backend and CLI)."""
+    cache = ResultCache(settings.cache_dir) if settings.cache else None
+    prompts = PromptBook(settings.prompts_dir)
+    annotator = LLMAnnotator(
+        ChatClient(settings.annotator, cache=cache),
+        prompts,
+        reasoning=settings.wants_annotator_reasoning,
+    )
+    critic = LLMCritic(
+        ChatClient(settings.critic, cache=cache),
+        prompts,
+        strategy=settings.critic.strategy,
+        top_logprobs=settings.critic.top_logprobs,
+    )
+    ls_key = settings.label_studio_api_key
+    fetcher = MediaFetcher(
+        label_studio_url=settings.label_studio_url,
+        label_studio_token=ls_key.get_secret_value() if ls_key else None,
+        allowed_hosts=settings.allowed_media_hosts,
+        max_bytes=settings.max_media_bytes,
+    )
+    return Predictor(annotator, critic, fetcher, concurrency=settings.concurrency)
 
 
 def build_item(
