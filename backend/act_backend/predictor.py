@@ -13,24 +13,25 @@ import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
-from typing import Any
+from typing import Any, TypeVar
 
-from .annotator import LLMAnnotator
 from .cache import ResultCache
-from .critics import LLMCritic
+from .critics import Critique
+from .engines import Annotator, BatchCritic, Critic, make_annotator, make_critic
 from .errors import TaskError
 from .labeling import LabelingSpec
-from .llm import ChatClient, Usage
+from .llm import Usage
 from .media import MediaError, MediaFetcher
-from .prompting import Item, MachineLabel, PromptBook
+from .prompting import Item, MachineLabel
 from .scoring import prediction_score
 from .settings import Settings
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -90,8 +91,8 @@ class Predictor:
 
     def __init__(
         self,
-        annotator: LLMAnnotator,
-        critic: LLMCritic,
+        annotator: Annotator,
+        critic: Critic | BatchCritic,
         fetcher: MediaFetcher,
         *,
         concurrency: int = 32,
@@ -111,7 +112,10 @@ class Predictor:
     ) -> list[Outcome]:
         """One outcome per task, in the order given."""
         started = time.perf_counter()
-        outcomes = list(self._pool.map(lambda t: self._one(t, spec, credentials), tasks))
+        if isinstance(self.critic, BatchCritic):
+            outcomes = self._predict_batch_critic(tasks, spec, credentials)
+        else:
+            outcomes = list(self._pool.map(lambda t: self._one(t, spec, credentials), tasks))
         failed = sum(not o.ok for o in outcomes)
         log.info(
             "predicted %d tasks in %.2fs (%d failed)",
@@ -132,8 +136,12 @@ class Predictor:
         """Outcomes as they complete (any order), keeping at most ``window`` tasks in flight.
 
         For bulk runs over whole projects: memory stays bounded, and a consumer that stops
-        early (Ctrl-C) leaves no more than ``window`` tasks started.
+        early (Ctrl-C) leaves no more than ``window`` tasks started. A batch critic needs the
+        whole batch, so with one the outcomes come after all tasks are annotated.
         """
+        if isinstance(self.critic, BatchCritic):
+            yield from self._predict_batch_critic(list(tasks), spec, credentials)
+            return
         window = window or 4 * self._pool._max_workers
         pending: set[Future[Outcome]] = set()
         try:
@@ -153,43 +161,88 @@ class Predictor:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     def _one(self, task: Any, spec: LabelingSpec, credentials: Credentials) -> Outcome:
+        annotated = self._annotate(task, spec, credentials)
+        if isinstance(annotated, Outcome):
+            return annotated
+        item, label, usage = annotated
+        return self._guarded(
+            item.task_id,
+            lambda: self._finish(item, label, usage, self.critic.criticize(item, spec, label)),  # type: ignore[union-attr]
+        )
+
+    def _predict_batch_critic(
+        self, tasks: Sequence[Any], spec: LabelingSpec, credentials: Credentials
+    ) -> list[Outcome]:
+        annotated = list(self._pool.map(lambda t: self._annotate(t, spec, credentials), tasks))
+        ready = [a for a in annotated if not isinstance(a, Outcome)]
+        verdicts = self.critic.criticize_batch(  # type: ignore[union-attr]
+            [a[0] for a in ready], spec, [a[1] for a in ready]
+        )
+        by_item = {id(a): v for a, v in zip(ready, verdicts, strict=True)}
+        outcomes = []
+        for a in annotated:
+            if isinstance(a, Outcome):
+                outcomes.append(a)
+                continue
+            item, label, usage = a
+            verdict = by_item[id(a)]
+            if isinstance(verdict, TaskError):
+                outcomes.append(self._failed(item.task_id, verdict))
+            else:
+                outcomes.append(self._finish(item, label, usage, verdict))
+        return outcomes
+
+    def _annotate(
+        self, task: Any, spec: LabelingSpec, credentials: Credentials
+    ) -> tuple[Item, MachineLabel, Usage] | Outcome:
+        """Phase one for one task: its item and machine label, or a failed outcome."""
         task_id = task.get("id") if isinstance(task, dict) else None
-        try:
+
+        def run() -> tuple[Item, MachineLabel, Usage]:
             item = build_item(task, spec, self.fetcher, credentials)
-            label, annotate_usage = self.annotator.annotate(item, spec)
-            critique, critic_usage = self.critic.criticize(item, spec, label)
-            outcome = Outcome(
-                task_id=item.task_id,
-                label=label,
-                suspicion=critique.suspicion,
-                rationale=critique.rationale,
-                usage=annotate_usage + critic_usage,
-            )
-        except TaskError as exc:
-            log.warning("task %s: %s", task_id, exc)
-            outcome = Outcome(task_id=task_id, error=exc)
-        except Exception as exc:  # one task's bug must not fail the batch
-            log.exception("task %s: unexpected error", task_id)
-            outcome = Outcome(task_id=task_id, error=TaskError("internal", type(exc).__name__))
+            label, usage = self.annotator.annotate(item, spec)
+            return item, label, usage
+
+        return self._guarded(task_id, run)
+
+    def _finish(
+        self,
+        item: Item,
+        label: MachineLabel,
+        usage: Usage,
+        verdict: tuple[Critique, Usage],
+    ) -> Outcome:
+        critique, critic_usage = verdict
+        outcome = Outcome(
+            task_id=item.task_id,
+            label=label,
+            suspicion=critique.suspicion,
+            rationale=critique.rationale,
+            usage=usage + critic_usage,
+        )
         self.stats.record(outcome)
         return outcome
+
+    def _failed(self, task_id: Any, error: TaskError) -> Outcome:
+        log.warning("task %s: %s", task_id, error)
+        outcome = Outcome(task_id=task_id, error=error)
+        self.stats.record(outcome)
+        return outcome
+
+    def _guarded(self, task_id: Any, run: Callable[[], T]) -> T | Outcome:
+        """Run one step; a TaskError or any bug becomes a failed outcome for that task only."""
+        try:
+            return run()
+        except TaskError as exc:
+            return self._failed(task_id, exc)
+        except Exception as exc:  # one task's bug must not fail the batch
+            log.exception("task %s: unexpected error", task_id)
+            return self._failed(task_id, TaskError("internal", type(exc).__name__))
 
 
 def build_predictor(settings: Settings) -> Predictor:
     """The annotator + critic pipeline the settings describe (shared by backend and CLI)."""
     cache = ResultCache(settings.cache_dir) if settings.cache else None
-    prompts = PromptBook(settings.prompts_dir)
-    annotator = LLMAnnotator(
-        ChatClient(settings.annotator, cache=cache),
-        prompts,
-        reasoning=settings.wants_annotator_reasoning,
-    )
-    critic = LLMCritic(
-        ChatClient(settings.critic, cache=cache),
-        prompts,
-        strategy=settings.critic.strategy,
-        top_logprobs=settings.critic.top_logprobs,
-    )
     ls_key = settings.label_studio_api_key
     fetcher = MediaFetcher(
         label_studio_url=settings.label_studio_url,
@@ -197,7 +250,12 @@ def build_predictor(settings: Settings) -> Predictor:
         allowed_hosts=settings.allowed_media_hosts,
         max_bytes=settings.max_media_bytes,
     )
-    return Predictor(annotator, critic, fetcher, concurrency=settings.concurrency)
+    return Predictor(
+        make_annotator(settings, cache),
+        make_critic(settings, cache),
+        fetcher,
+        concurrency=settings.concurrency,
+    )
 
 
 def build_item(

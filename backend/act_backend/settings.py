@@ -21,7 +21,10 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 StructuredOutput = Literal["json_schema", "json_object", "none"]
-CriticStrategy = Literal["naive", "confidence", "cot", "devils_advocate", "p_yes"]
+Engine = Literal["openai", "transformers", "embedding"]
+CriticStrategy = Literal[
+    "naive", "confidence", "cot", "devils_advocate", "p_yes", "perplexity", "knn"
+]
 
 DEFAULT_ANNOTATOR_MODEL = "gpt-4o"
 DEFAULT_CRITIC_MODEL = "gpt-4o-mini"
@@ -36,8 +39,14 @@ class _Model(BaseModel):
 
 
 class EngineSettings(_Model):
-    """One LLM role (annotator or critic) on an OpenAI-compatible chat-completions endpoint."""
+    """One role (annotator or critic): which engine, which model, and how to sample.
 
+    ``base_url``, ``api_key``, ``timeout``, ``max_retries`` and ``structured_output`` concern the
+    ``openai`` engine; ``device`` and ``batch_size`` the local ``transformers`` engine, where
+    ``model`` is a local path or a name in the local Hugging Face cache.
+    """
+
+    engine: Engine = "openai"
     model: str
     base_url: str | None = None
     api_key: SecretStr | None = None
@@ -46,6 +55,8 @@ class EngineSettings(_Model):
     timeout: float = Field(60.0, gt=0)
     max_retries: int = Field(4, ge=0, le=20)
     structured_output: StructuredOutput = "json_schema"
+    device: str = "auto"
+    batch_size: int = Field(8, ge=1, le=1024)
 
     def endpoint_label(self) -> str:
         """Where this role's calls go, without credentials (safe to show)."""
@@ -114,6 +125,9 @@ _ENGINE_FIELDS = (
     "timeout",
     "max_retries",
     "structured_output",
+    "engine",
+    "device",
+    "batch_size",
 )
 ENV_VARS: dict[str, str] = {
     **{f"ACT_ANNOTATOR_{f.upper()}": f"annotator.{f}" for f in _ENGINE_FIELDS},
