@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -53,6 +53,7 @@ ApiKeyOption = Annotated[
     ),
 ]
 DEFAULT_LS_URL = "http://localhost:8080"
+DEFAULT_DEMO_DIR = Path.home() / ".local" / "share" / "label-studio-act" / "demo"
 
 
 def _label_studio(url: str, api_key: str) -> LabelStudio:
@@ -219,6 +220,218 @@ def _print_annotate_summary(result: Any) -> None:
     if result.interrupted:
         table.add_row("[yellow]interrupted[/]", "run again to continue where it stopped")
     err.print(table)
+
+
+@app.command()
+def review(
+    project: ProjectOption,
+    budget: Annotated[
+        float, typer.Option(help="Reviews to spend: a count (e.g. 50) or a fraction (e.g. 0.2).")
+    ],
+    rule: Annotated[
+        str, typer.Option(help="normalized, exponential, thresholded or uniform.")
+    ] = "thresholded",
+    floor: Annotated[
+        float,
+        typer.Option(help="Share of the budget reviewed uniformly at random (keeps π > 0)."),
+    ] = 0.1,
+    beta: Annotated[float, typer.Option(help="Steepness of the exponential rule.")] = 10.0,
+    seed: Annotated[int | None, typer.Option(help="Seed of the draw (default: random).")] = None,
+    redraw: Annotated[
+        bool, typer.Option("--redraw", help="Replace an existing draw (never done without).")
+    ] = False,
+    label_studio_url: LabelStudioUrlOption = DEFAULT_LS_URL,
+    api_key: ApiKeyOption = "",
+) -> None:
+    """Draw the budgeted review sample, store it in Label Studio, and queue it for reviewers."""
+    from act_plugin.review import ReviewError, draw_sample
+
+    client = _label_studio(label_studio_url, api_key)
+    count: int | float = int(budget) if budget >= 1 and float(budget).is_integer() else budget
+    with _task_progress("storing the draw") as (progress, bar):
+        try:
+            draw = draw_sample(
+                client,
+                project,
+                budget=count,
+                rule=rule,
+                floor=floor,
+                beta=beta,
+                seed=seed,
+                redraw=redraw,
+                on_progress=lambda stage, done, total: progress.update(
+                    bar, description=stage, completed=done, total=total
+                ),
+            )
+        except ReviewError as exc:
+            err.print(f"[red]error:[/] {exc}")
+            raise typer.Exit(1) from None
+    table = Table(title=f"review sample {draw.draw_id}", show_header=False)
+    table.add_row(
+        "status",
+        "existing draw kept (use --redraw to replace it)"
+        if draw.reused
+        else "new draw stored in the tasks' meta",
+    )
+    table.add_row("rule", f"{draw.rule} (floor {draw.floor}, beta {draw.beta}, seed {draw.seed})")
+    table.add_row("tasks in the draw", str(draw.n_tasks))
+    table.add_row("expected reviews (Σπ)", f"{draw.expected:.1f}")
+    table.add_row("drawn (Σδ)", str(draw.drawn))
+    if draw.n_without_prediction:
+        table.add_row("tasks without an ACT prediction", str(draw.n_without_prediction))
+    if draw.note:
+        table.add_row("note", draw.note)
+    err.print(table)
+    err.print(
+        f'Reviewers: open the "ACT review sample" tab (view {draw.view_id}) in project {project}, '
+        'then Label → "Label Tasks As Displayed" (most suspicious first).'
+    )
+
+
+@app.command()
+def sync(
+    project: ProjectOption,
+    out: Annotated[Path, typer.Option(help="Directory for the training set.")] = Path(
+        "training-set"
+    ),
+    formats: Annotated[
+        str, typer.Option(help="Comma-separated: jsonl, csv, parquet, hf.")
+    ] = "jsonl,csv,parquet",
+    lam: Annotated[
+        float, typer.Option("--lambda", help="Power-tuning λ on the machine terms (0..1).")
+    ] = 1.0,
+    bot_user: Annotated[
+        list[int] | None, typer.Option(help="User id whose annotations are not human reviews.")
+    ] = None,
+    full: Annotated[bool, typer.Option("--full", help="Ignore the previous sync state.")] = False,
+    label_studio_url: LabelStudioUrlOption = DEFAULT_LS_URL,
+    api_key: ApiKeyOption = "",
+) -> None:
+    """Pull predictions and reviews into a weighted training set (ACT weights per row)."""
+    from act_plugin.sync import SyncError, sync_training_set
+
+    client = _label_studio(label_studio_url, api_key)
+    with _task_progress("reading tasks") as (progress, bar):
+        try:
+            result = sync_training_set(
+                client,
+                project,
+                out,
+                formats=tuple(f.strip() for f in formats.split(",") if f.strip()),
+                lam=lam,
+                bot_users=bot_user or (),
+                full=full,
+                on_progress=lambda stage, done, total: progress.update(
+                    bar, description=stage, completed=done, total=total
+                ),
+            )
+        except SyncError as exc:
+            err.print(f"[red]error:[/] {exc}")
+            raise typer.Exit(1) from None
+    table = Table(title=f"training set of project {project}", show_header=False)
+    table.add_row("rows (tasks with an ACT prediction)", str(result.n_rows))
+    table.add_row("reviewed by a human", str(result.n_reviewed))
+    table.add_row("in the review sample", str(result.n_in_sample))
+    table.add_row("drawn, not reviewed yet", str(result.n_pending))
+    table.add_row("reviewed outside the sample (π = 1)", str(result.n_outside_sample))
+    table.add_row(
+        "tasks fetched", f"{result.fetched} ({'incremental' if result.incremental else 'full'})"
+    )
+    for fmt, path in result.paths.items():
+        table.add_row(f"wrote {fmt}", str(path))
+    for problem in result.problems[:20]:
+        table.add_row("[yellow]problem[/]", f"task {problem.task_id}: {problem.reason}")
+    if len(result.problems) > 20:
+        table.add_row("[yellow]problems[/]", f"… {len(result.problems) - 20} more")
+    err.print(table)
+
+
+@app.command()
+def report(
+    training_set: Annotated[
+        Path, typer.Option(help="Directory written by `ls-act sync` (needs training_set.jsonl).")
+    ] = Path("training-set"),
+    out: Annotated[Path | None, typer.Option(help="Where to write the report.")] = None,
+    cost_per_label: Annotated[
+        float, typer.Option(help="What one human label costs (for the savings).")
+    ] = 0.10,
+    llm_cost: Annotated[
+        float | None, typer.Option(help="What the LLM calls cost in total, if known.")
+    ] = None,
+    title: Annotated[str, typer.Option(help="Report title.")] = "ACT label quality report",
+) -> None:
+    """Label quality (ACT estimate with a 95% interval), critic quality and money saved."""
+    from act_plugin.report import compute_report, write_report
+
+    source = training_set / "training_set.jsonl"
+    if not source.exists():
+        err.print(f"[red]error:[/] {source} not found: run `ls-act sync` first")
+        raise typer.Exit(1)
+    rows = [json.loads(line) for line in source.read_text().splitlines() if line.strip()]
+    try:
+        figures = compute_report(rows, cost_per_human_label=cost_per_label, llm_cost=llm_cost)
+    except ValueError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(1) from None
+    paths = write_report(figures, rows, out or training_set, title=title)
+    est = figures.as_dict()
+    err.print(f"wrote {paths.html} and {paths.png}")
+    typer.echo(json.dumps(est, indent=2))
+
+
+@app.command()
+def demo(
+    data_dir: Annotated[
+        Path, typer.Option(help="Where Label Studio and the backend keep their data.")
+    ] = DEFAULT_DEMO_DIR,
+    port: Annotated[int, typer.Option(help="Label Studio port.")] = 8080,
+    backend_port: Annotated[int, typer.Option(help="Backend port.")] = 9090,
+    budget: Annotated[float, typer.Option(help="Review budget (fraction).")] = 0.2,
+    config: ConfigOption = None,
+    wait: Annotated[
+        bool, typer.Option("--wait/--no-wait", help="Keep serving until Ctrl-C.")
+    ] = True,
+) -> None:
+    """Run the whole loop locally: Label Studio, the backend, a real data set, annotation,
+    and a review sample. No API key needed (offline default engine). Ctrl-C stops it all."""
+    import time
+
+    from act_plugin.demo import instructions, run_demo
+
+    settings = _settings(config)
+    _setup_logging("WARNING")
+    err.print(f"engines: {_engine_line(settings)}")
+    try:
+        with ExitStack() as stack:
+            with _task_progress("annotating") as (progress, bar):
+                state = stack.enter_context(
+                    run_demo(
+                        settings,
+                        data_dir,
+                        ls_port=port,
+                        backend_port=backend_port,
+                        budget=budget,
+                        on_stage=lambda stage: progress.console.print(f"[bold]»[/] {stage}"),
+                        on_annotate_start=lambda n: progress.update(bar, total=n),
+                        on_task=lambda outcome: progress.advance(bar),
+                    )
+                )
+            _print_annotate_summary(state.annotation)
+            table = Table(title="ACT demo is running", show_header=False)
+            for name, value in instructions(state):
+                table.add_row(name, str(value))
+            err.print(table)
+            if wait:
+                err.print("Press Ctrl-C to stop Label Studio and the backend.")
+                while True:
+                    time.sleep(1)
+    except KeyboardInterrupt:
+        err.print("stopped Label Studio and the backend.")
+
+
+def _engine_line(settings: Settings) -> str:
+    a, c = settings.annotator, settings.critic
+    return f"annotator {a.engine}:{a.model}, critic {c.engine}:{c.model} ({c.strategy})"
 
 
 @app.command("config")
