@@ -39,7 +39,6 @@ def demo_label_config() -> str:
         for section, hint in DEBIAN_SECTIONS.items()
     )
     return f"""<View>
-  <Header value="Package: $package"/>
   <Text name="text" value="$text"/>
   <Choices name="section" toName="text" choice="single" showInline="true">
 {choices}
@@ -86,8 +85,9 @@ def ensure_project(client: LabelStudio) -> tuple[int, int]:
             return project.id, 0
     project = client.projects.create(title=PROJECT_TITLE, label_config=demo_label_config())
     rows = load_debian_dataset()
-    # The true section stays out of the task: reviewers should judge the text, not read it.
-    tasks = [{"data": {"text": r["text"], "package": r["package"]}} for r in rows]
+    # Only the description: the section would give the answer away, and so would most package
+    # names (fonts-*, postgresql-*).
+    tasks = [{"data": {"text": r["text"]}} for r in rows]
     client.projects.import_tasks(id=project.id, request=tasks)  # type: ignore[arg-type]
     return int(project.id), len(tasks)  # type: ignore[arg-type]
 
