@@ -1,0 +1,648 @@
+"""Draw the budgeted human-review sample of an ACT project and keep it in Label Studio.
+
+Lin et al., "ACT as Human", NeurIPS 2025, arXiv:2511.09833 (step 3, "Review"). Each task with an
+ACT prediction gets π_i = π_B(ε̂_i) from :func:`act_plugin.act_math.inclusion_probabilities`
+and δ_i ~ Bernoulli(π_i) from :func:`act_plugin.act_math.draw_review` (tasks ordered by id, so a
+seed reproduces the draw). ε̂_i is the prediction's ``mislabeling``, or 1 − ``score`` when that
+is 0 or absent (predictions made by the ML backend).
+
+Everything lives in Label Studio, so any machine sees the same draw:
+
+- each task's ``meta["act"]`` = ``{draw_id, rule, budget, floor, beta, seed, model_version,
+  drawn_at, n_tasks, suspicion, pi, delta}`` (the task's other meta keys are kept);
+- a Data Manager view "ACT review sample" whose task set is exactly the drawn tasks (δ = 1),
+  most suspicious first. Label Studio 1.23.2 applies a view's ``selected_items`` to
+  ``GET /api/tasks?view=`` and to the labeling stream ``/api/projects/{id}/next?view=``
+  (verified), but accepts ``selected_items`` only when a view is created, so a new draw makes a
+  new view and deletes the old one. The view's ``data.act_draw_id`` marks the draw as complete.
+- a view "ACT most suspicious first": all tasks by ascending prediction score.
+
+Consistency: a draw is complete when its view exists or when all ``n_tasks`` tasks carry its
+``draw_id``. An interrupted draw (some tasks written) is finished on the next run when its
+stored parameters reproduce the π and δ already written; otherwise it is redone. Without
+``redraw=True`` a complete draw is never changed.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import numbers
+import secrets
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any
+
+import httpx
+import numpy as np
+from label_studio_sdk import LabelStudio
+from label_studio_sdk.core.api_error import ApiError
+
+from act_plugin.act_math import (
+    DEFAULT_BETA,
+    DEFAULT_FLOOR,
+    SAMPLING_RULES,
+    draw_review,
+    inclusion_probabilities,
+)
+from act_plugin.ls_tasks import (
+    META_KEY,
+    LabelStudioError,
+    act_prediction,
+    get_project,
+    list_tasks,
+    model_versions,
+    parse_time,
+    request_json,
+    resolve_model_version,
+    suspicion_of,
+)
+
+__all__ = [
+    "REVIEW_VIEW_TITLE",
+    "SUSPICIOUS_VIEW_TITLE",
+    "DrawParams",
+    "ReviewDraw",
+    "ReviewError",
+    "compute_draw",
+    "draw_sample",
+]
+
+logger = logging.getLogger(__name__)
+
+REVIEW_VIEW_TITLE = "ACT review sample"
+SUSPICIOUS_VIEW_TITLE = "ACT most suspicious first"
+#: Ascending prediction score = most suspicious first (score = 1 − suspicion).
+SCORE_ASCENDING = ["tasks:predictions_score"]
+_NO_FILTERS: dict[str, Any] = {"conjunction": "and", "items": []}
+# An empty selected_items means "all tasks" to Label Studio; an empty sample needs a filter that
+# matches nothing (task ids start at 1).
+_MATCH_NOTHING: dict[str, Any] = {
+    "conjunction": "and",
+    "items": [{"filter": "filter:tasks:id", "operator": "equal", "type": "Number", "value": 0}],
+}
+_TOLERANCE = 1e-12
+#: Retries (by the SDK, with backoff) of a meta write that failed with 5xx or a lost connection.
+WRITE_RETRIES = 3
+_SEED_BITS = 32
+
+#: ``on_progress(stage, done, total)``; stage "read" (tasks fetched) or "write" (metas written).
+Progress = Callable[[str, int, int], None]
+
+
+class ReviewError(RuntimeError):
+    """The review sample cannot be drawn; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class DrawParams:
+    """What determines a draw, given the tasks' suspicions (ordered by task id)."""
+
+    rule: str
+    budget: int | float
+    floor: float
+    beta: float
+    seed: int
+    model_version: str
+
+
+@dataclass(frozen=True)
+class ReviewDraw:
+    """The review sample of a project, as stored in Label Studio."""
+
+    draw_id: str
+    rule: str
+    budget: int | float
+    floor: float
+    beta: float
+    seed: int
+    model_version: str
+    drawn_at: str
+    n_tasks: int  # tasks in the draw (those with an ACT prediction when it was drawn)
+    n_without_prediction: int  # tasks without an ACT prediction: not in the draw
+    expected: float  # Σ π over the draw's tasks still in Label Studio (the budget B)
+    drawn: int  # Σ δ: tasks to review
+    view_id: int  # the "ACT review sample" view
+    reused: bool  # an existing complete draw was returned unchanged
+    task_ids: tuple[int, ...]  # drawn tasks (δ = 1), by id
+    n_not_in_draw: int = 0  # tasks with an ACT prediction added after the draw
+    suspicious_view_id: int | None = None  # the "ACT most suspicious first" view
+    note: str = ""  # what happened, for the user
+
+
+@dataclass(frozen=True)
+class _Task:
+    """A task with an ACT prediction."""
+
+    task_id: int
+    suspicion: float
+    meta: dict[str, Any]
+
+    @property
+    def act(self) -> dict[str, Any] | None:
+        act = self.meta.get(META_KEY)
+        return act if isinstance(act, dict) and isinstance(act.get("draw_id"), str) else None
+
+
+@dataclass(frozen=True)
+class _Existing:
+    """The newest draw found in the tasks' meta."""
+
+    draw_id: str
+    carriers: dict[int, dict[str, Any]]  # task id → its meta["act"]
+
+    @property
+    def first(self) -> dict[str, Any]:
+        return self.carriers[min(self.carriers)]
+
+
+# --------------------------------------------------------------------------------------------
+# Pure part
+# --------------------------------------------------------------------------------------------
+
+
+def compute_draw(
+    suspicion: Sequence[float] | np.ndarray, params: DrawParams
+) -> tuple[np.ndarray, np.ndarray]:
+    """(π, δ) for tasks ordered by id; deterministic for given suspicions and ``params``."""
+    pi = inclusion_probabilities(
+        suspicion, params.budget, rule=params.rule, floor=params.floor, beta=params.beta
+    )
+    return pi, draw_review(pi, seed=params.seed)
+
+
+def _check_options(budget: object, rule: object, floor: object, beta: object, seed: object) -> None:
+    if isinstance(budget, bool) or not isinstance(budget, (numbers.Integral, float)):
+        raise ReviewError(
+            f"budget must be a number of tasks (an int ≥ 1) or a fraction in (0, 1); got {budget!r}"
+        )
+    if isinstance(budget, numbers.Integral) and budget < 1:
+        raise ReviewError(f"budget as a count of tasks must be at least 1; got {budget!r}")
+    if isinstance(budget, float) and not 0.0 < budget < 1.0:
+        raise ReviewError(
+            f"budget as a fraction of the tasks must lie in (0, 1); got {budget!r} "
+            "(pass an int for a count of tasks)"
+        )
+    if rule not in SAMPLING_RULES:
+        raise ReviewError(f"rule must be one of {', '.join(SAMPLING_RULES)}; got {rule!r}")
+    if not _is_real(floor) or not 0.0 <= float(floor) < 1.0:  # type: ignore[arg-type]
+        raise ReviewError(f"floor must be a number in [0, 1); got {floor!r}")
+    if not _is_real(beta) or not float(beta) > 0.0:  # type: ignore[arg-type]
+        raise ReviewError(f"beta must be a positive number; got {beta!r}")
+    if seed is not None and (
+        isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0
+    ):
+        raise ReviewError(f"seed must be a non-negative int or None; got {seed!r}")
+
+
+def _is_real(value: object) -> bool:
+    return (
+        not isinstance(value, bool)
+        and isinstance(value, numbers.Real)
+        and math.isfinite(float(value))
+    )
+
+
+def _params_from_meta(act: Mapping[str, Any]) -> DrawParams | None:
+    """The parameters a stored draw was made with; None when they are unusable."""
+    try:
+        params = DrawParams(
+            rule=act["rule"],
+            budget=act["budget"],
+            floor=float(act["floor"]),
+            beta=float(act["beta"]),
+            seed=act["seed"],
+            model_version=act["model_version"],
+        )
+        _check_options(params.budget, params.rule, params.floor, params.beta, params.seed)
+    except (KeyError, TypeError, ValueError, ReviewError):
+        return None
+    return params if isinstance(params.model_version, str) else None
+
+
+def _latest_draw(tasks: Sequence[_Task]) -> _Existing | None:
+    """The newest draw in the tasks' meta (by drawn_at, then size), or None."""
+    groups: dict[str, dict[int, dict[str, Any]]] = {}
+    for task in tasks:
+        if task.act is not None:
+            groups.setdefault(task.act["draw_id"], {})[task.task_id] = task.act
+    if not groups:
+        return None
+
+    def newness(item: tuple[str, dict[int, dict[str, Any]]]) -> tuple[Any, ...]:
+        draw_id, carriers = item
+        return (parse_time(carriers[min(carriers)].get("drawn_at")), len(carriers), draw_id)
+
+    draw_id, carriers = max(groups.items(), key=newness)
+    return _Existing(draw_id=draw_id, carriers=carriers)
+
+
+def _reproduces(existing: _Existing, tasks: Sequence[_Task], params: DrawParams) -> bool:
+    """Whether recomputing the draw over ``tasks`` gives the π and δ already written."""
+    if existing.first.get("n_tasks") != len(tasks):
+        return False
+    try:
+        pi, delta = compute_draw([t.suspicion for t in tasks], params)
+    except ValueError:
+        return False
+    for index, task in enumerate(tasks):
+        stored = existing.carriers.get(task.task_id)
+        if stored is None:
+            continue
+        try:
+            same = (
+                abs(float(stored["suspicion"]) - task.suspicion) <= _TOLERANCE
+                and abs(float(stored["pi"]) - float(pi[index])) <= _TOLERANCE
+                and int(stored["delta"]) == int(delta[index])
+            )
+        except (KeyError, TypeError, ValueError):
+            return False
+        if not same:
+            return False
+    return True
+
+
+def _act_meta(
+    draw_id: str, drawn_at: str, params: DrawParams, n_tasks: int
+) -> Callable[[float, float, bool], dict[str, Any]]:
+    def make(suspicion: float, pi: float, delta: bool) -> dict[str, Any]:
+        return {
+            "draw_id": draw_id,
+            "rule": params.rule,
+            "budget": params.budget,
+            "floor": params.floor,
+            "beta": params.beta,
+            "seed": params.seed,
+            "model_version": params.model_version,
+            "drawn_at": drawn_at,
+            "n_tasks": n_tasks,
+            "suspicion": float(suspicion),
+            "pi": float(pi),
+            "delta": int(bool(delta)),
+        }
+
+    return make
+
+
+# --------------------------------------------------------------------------------------------
+# Public entry point
+# --------------------------------------------------------------------------------------------
+
+
+def draw_sample(
+    client: LabelStudio,
+    project_id: int,
+    *,
+    budget: int | float,
+    rule: str = "thresholded",
+    floor: float = DEFAULT_FLOOR,
+    beta: float = DEFAULT_BETA,
+    seed: int | None = None,
+    redraw: bool = False,
+    model_version: str | None = None,
+    on_progress: Progress | None = None,
+) -> ReviewDraw:
+    """Draw (or return the existing) review sample of ``project_id`` and store it in Label Studio.
+
+    Parameters
+    ----------
+    budget : int or float
+        B: a number of tasks (int ≥ 1) or a fraction of the tasks with an ACT prediction in
+        (0, 1). It is the expected number of reviews (exact for the thresholded rule).
+    rule, floor, beta
+        See :func:`act_plugin.act_math.inclusion_probabilities`.
+    seed : int or None
+        Seed of δ; None draws a random one, which is recorded in the tasks' meta.
+    redraw : bool
+        Replace an existing complete draw. Without it, an existing complete draw is returned
+        unchanged (``reused=True``) whatever the other options say.
+    model_version : str or None
+        The ACT predictions' model_version; default: the project's (or the only one present).
+    on_progress : callable or None
+        ``on_progress(stage, done, total)``, stage "read" or "write".
+
+    Raises
+    ------
+    ReviewError
+        Bad options, no ACT predictions ("run `ls-act annotate` first"), or Label Studio
+        failing; an interrupted write is finished by running again.
+    """
+    _check_options(budget, rule, floor, beta, seed)
+    try:
+        return _draw_sample(
+            client,
+            int(project_id),
+            budget=budget,
+            rule=rule,
+            floor=float(floor),
+            beta=float(beta),
+            seed=seed,
+            redraw=redraw,
+            model_version=model_version,
+            on_progress=on_progress,
+        )
+    except LabelStudioError as exc:
+        raise ReviewError(f"project {project_id}: {exc}") from exc
+
+
+def _draw_sample(
+    client: LabelStudio,
+    project_id: int,
+    *,
+    budget: int | float,
+    rule: str,
+    floor: float,
+    beta: float,
+    seed: int | None,
+    redraw: bool,
+    model_version: str | None,
+    on_progress: Progress | None,
+) -> ReviewDraw:
+    project = get_project(client, project_id)
+    raw = list_tasks(
+        client,
+        project_id,
+        on_page=(lambda done, total: on_progress("read", done, total)) if on_progress else None,
+    )
+    try:
+        version = resolve_model_version(
+            model_version, project.get("model_version"), model_versions(raw)
+        )
+    except ValueError as exc:
+        raise ReviewError(f"project {project_id}: {exc}") from None
+    tasks = _act_tasks(raw, version)
+    n_without = len(raw) - len(tasks)
+    views = _list_views(client, project_id)
+    score_note = _score_note(project, version)
+
+    existing = _latest_draw(tasks)
+    note = ""
+    if existing is not None and not redraw:
+        kept = _keep_or_finish(
+            client, project_id, existing, tasks, views, n_without, score_note, on_progress
+        )
+        if kept is not None:
+            return kept
+        note = (
+            f"an interrupted draw ({existing.draw_id}) could not be finished because the tasks "
+            "changed since; made a new draw"
+        )
+
+    if isinstance(budget, numbers.Integral) and budget > len(tasks):
+        raise ReviewError(
+            f"budget {budget} exceeds the {len(tasks)} tasks with an ACT prediction "
+            f"(model_version {version!r}); lower it or pass a fraction in (0, 1)"
+        )
+    params = DrawParams(
+        rule=rule,
+        budget=int(budget) if isinstance(budget, numbers.Integral) else float(budget),
+        floor=floor,
+        beta=beta,
+        seed=int(seed) if seed is not None else secrets.randbits(_SEED_BITS),
+        model_version=version,
+    )
+    return _write_draw(
+        client, project_id, tasks, params, views,
+        draw_id=uuid.uuid4().hex,
+        drawn_at=datetime.now(timezone.utc).isoformat(),
+        skip={},
+        n_without=n_without,
+        note=_join(note or ("replaced the previous draw" if existing else "new draw"), score_note),
+        on_progress=on_progress,
+    )  # fmt: skip
+
+
+def _keep_or_finish(
+    client: LabelStudio,
+    project_id: int,
+    existing: _Existing,
+    tasks: Sequence[_Task],
+    views: Sequence[Mapping[str, Any]],
+    n_without: int,
+    score_note: str,
+    on_progress: Progress | None,
+) -> ReviewDraw | None:
+    """The existing draw, complete or finished now; None when it cannot be finished."""
+    if _is_complete(existing, views):
+        return _reuse(client, project_id, existing, tasks, n_without, views, score_note)
+    params = _params_from_meta(existing.first)
+    if params is None or not _reproduces(existing, tasks, params):
+        return None
+    return _write_draw(
+        client, project_id, tasks, params, views,
+        draw_id=existing.draw_id,
+        drawn_at=str(existing.first.get("drawn_at")),
+        skip=existing.carriers,
+        n_without=n_without,
+        note=_join("finished an interrupted draw", score_note),
+        on_progress=on_progress,
+    )  # fmt: skip
+
+
+def _act_tasks(raw: Sequence[Mapping[str, Any]], model_version: str) -> list[_Task]:
+    tasks = []
+    for task in raw:
+        prediction = act_prediction(task, model_version)
+        if prediction is not None:
+            meta = task.get("meta")
+            tasks.append(
+                _Task(
+                    task_id=int(task["id"]),
+                    suspicion=suspicion_of(prediction),
+                    meta=dict(meta) if isinstance(meta, dict) else {},
+                )
+            )
+    return sorted(tasks, key=lambda t: t.task_id)
+
+
+def _is_complete(existing: _Existing, views: Sequence[Mapping[str, Any]]) -> bool:
+    if any(_view_draw_id(view) == existing.draw_id for view in views):
+        return True
+    return existing.first.get("n_tasks") == len(existing.carriers)
+
+
+def _reuse(
+    client: LabelStudio,
+    project_id: int,
+    existing: _Existing,
+    tasks: Sequence[_Task],
+    n_without: int,
+    views: Sequence[Mapping[str, Any]],
+    score_note: str,
+) -> ReviewDraw:
+    first = existing.first
+    drawn_ids = tuple(sorted(t for t, act in existing.carriers.items() if act.get("delta") == 1))
+    view_id = _commit_view(client, project_id, existing.draw_id, drawn_ids, views)
+    suspicious_id = _ensure_suspicious_view(client, project_id, views)
+    n_tasks = first.get("n_tasks")
+    return ReviewDraw(
+        draw_id=existing.draw_id,
+        rule=first.get("rule", ""),
+        budget=first.get("budget", 0),
+        floor=float(first.get("floor", 0.0)),
+        beta=float(first.get("beta", 0.0)),
+        seed=int(first.get("seed", 0)),
+        model_version=str(first.get("model_version", "")),
+        drawn_at=str(first.get("drawn_at", "")),
+        n_tasks=int(n_tasks) if isinstance(n_tasks, int) else len(existing.carriers),
+        n_without_prediction=n_without,
+        expected=float(sum(float(a.get("pi", 0.0)) for a in existing.carriers.values())),
+        drawn=len(drawn_ids),
+        view_id=view_id,
+        reused=True,
+        task_ids=drawn_ids,
+        n_not_in_draw=len(tasks) - len(existing.carriers),
+        suspicious_view_id=suspicious_id,
+        note=_join("kept the existing complete draw (pass redraw=True to replace it)", score_note),
+    )
+
+
+def _write_draw(
+    client: LabelStudio,
+    project_id: int,
+    tasks: Sequence[_Task],
+    params: DrawParams,
+    views: Sequence[Mapping[str, Any]],
+    *,
+    draw_id: str,
+    drawn_at: str,
+    skip: Mapping[int, Any],
+    n_without: int,
+    note: str,
+    on_progress: Progress | None,
+) -> ReviewDraw:
+    """Compute the draw, write every task's meta not in ``skip``, then commit the view."""
+    try:
+        pi, delta = compute_draw([t.suspicion for t in tasks], params)
+    except ValueError as exc:
+        raise ReviewError(f"project {project_id}: {exc}") from None
+    make = _act_meta(draw_id, drawn_at, params, len(tasks))
+    todo = [
+        (task, make(task.suspicion, p, d))
+        for task, p, d in zip(tasks, pi, delta, strict=True)
+        if task.task_id not in skip
+    ]
+    for done, (task, act) in enumerate(todo, start=1):
+        _write_meta(client, task, act, done - 1, len(todo))
+        if on_progress:
+            on_progress("write", done, len(todo))
+    drawn_ids = tuple(t.task_id for t, d in zip(tasks, delta, strict=True) if d)
+    view_id = _commit_view(client, project_id, draw_id, drawn_ids, views)
+    return ReviewDraw(
+        draw_id=draw_id,
+        rule=params.rule,
+        budget=params.budget,
+        floor=params.floor,
+        beta=params.beta,
+        seed=params.seed,
+        model_version=params.model_version,
+        drawn_at=drawn_at,
+        n_tasks=len(tasks),
+        n_without_prediction=n_without,
+        expected=float(pi.sum()),
+        drawn=len(drawn_ids),
+        view_id=view_id,
+        reused=False,
+        task_ids=drawn_ids,
+        suspicious_view_id=_ensure_suspicious_view(client, project_id, views),
+        note=note,
+    )
+
+
+def _write_meta(
+    client: LabelStudio, task: _Task, act: dict[str, Any], done: int, total: int
+) -> None:
+    meta = {**task.meta, META_KEY: act}
+    try:
+        client.tasks.update(
+            id=task.task_id, meta=meta, request_options={"max_retries": WRITE_RETRIES}
+        )
+    except (ApiError, httpx.HTTPError) as exc:
+        reason = f"HTTP {exc.status_code}" if isinstance(exc, ApiError) else type(exc).__name__
+        raise ReviewError(
+            f"writing the review draw stopped at task {task.task_id} ({done} of {total} written): "
+            f"{reason}. Run the same command again: the interrupted draw is detected and finished."
+        ) from exc
+
+
+# --------------------------------------------------------------------------------------------
+# Data Manager views
+# --------------------------------------------------------------------------------------------
+
+
+def _list_views(client: LabelStudio, project_id: int) -> list[dict[str, Any]]:
+    views = request_json(client, "GET", "api/dm/views/", params={"project": project_id})
+    return [v for v in views or [] if isinstance(v, dict)]
+
+
+def _title(view: Mapping[str, Any]) -> str | None:
+    data = view.get("data")
+    return data.get("title") if isinstance(data, dict) else None
+
+
+def _view_draw_id(view: Mapping[str, Any]) -> str | None:
+    data = view.get("data")
+    if _title(view) != REVIEW_VIEW_TITLE or not isinstance(data, dict):
+        return None
+    return data.get("act_draw_id")
+
+
+def _commit_view(
+    client: LabelStudio,
+    project_id: int,
+    draw_id: str,
+    drawn_ids: Sequence[int],
+    views: Sequence[Mapping[str, Any]],
+) -> int:
+    """The sample view of ``draw_id`` (created if missing; older sample views are deleted).
+
+    Its ``data.act_draw_id`` is the commit mark of the draw.
+    """
+    for view in views:
+        if _view_draw_id(view) == draw_id:
+            return int(view["id"])
+    body: dict[str, Any] = {
+        "project": project_id,
+        "data": {
+            "title": REVIEW_VIEW_TITLE,
+            "ordering": SCORE_ASCENDING,
+            "filters": _NO_FILTERS if drawn_ids else _MATCH_NOTHING,
+            "act_draw_id": draw_id,
+        },
+    }
+    if drawn_ids:
+        body["selected_items"] = {"all": False, "included": sorted(drawn_ids)}
+    created = request_json(client, "POST", "api/dm/views/", json_body=body)
+    for view in views:
+        if _title(view) == REVIEW_VIEW_TITLE:
+            request_json(client, "DELETE", f"api/dm/views/{int(view['id'])}/")
+    return int(created["id"])
+
+
+def _ensure_suspicious_view(
+    client: LabelStudio, project_id: int, views: Sequence[Mapping[str, Any]]
+) -> int:
+    for view in views:
+        if _title(view) == SUSPICIOUS_VIEW_TITLE:
+            return int(view["id"])
+    body = {
+        "project": project_id,
+        "data": {"title": SUSPICIOUS_VIEW_TITLE, "ordering": SCORE_ASCENDING},
+    }
+    return int(request_json(client, "POST", "api/dm/views/", json_body=body)["id"])
+
+
+def _score_note(project: Mapping[str, Any], version: str) -> str:
+    if project.get("model_version") == version:
+        return ""
+    return (
+        f"the project's model_version is {project.get('model_version')!r}, not {version!r}: Label "
+        "Studio's score column, and so the views' order, ignores these predictions until the "
+        "project's model_version is set to it"
+    )
+
+
+def _join(*parts: str) -> str:
+    return "; ".join(p for p in parts if p)
