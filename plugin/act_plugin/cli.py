@@ -142,6 +142,57 @@ def connect(
 
 
 @app.command()
+def setup(
+    project: ProjectOption,
+    backend_url: Annotated[
+        str, typer.Option(help="URL Label Studio uses to reach the backend.")
+    ] = "http://127.0.0.1:9090",
+    label_studio_url: LabelStudioUrlOption = DEFAULT_LS_URL,
+    api_key: ApiKeyOption = "",
+    basic_auth_user: Annotated[str | None, typer.Option(envvar="ACT_BASIC_AUTH_USER")] = None,
+    basic_auth_password: Annotated[
+        str | None, typer.Option(envvar="ACT_BASIC_AUTH_PASSWORD", show_default=False)
+    ] = None,
+) -> None:
+    """Wire a project: connect the backend and create the "most suspicious first" view."""
+    from act_plugin.connect import ConnectError, backend_model_version, connect_backend
+    from act_plugin.review import ReviewError, ensure_suspicious_view
+
+    client = _label_studio(label_studio_url, api_key)
+    auth = (basic_auth_user, basic_auth_password or "") if basic_auth_user else None
+    try:
+        version = backend_model_version(backend_url, basic_auth=auth)
+        connection = connect_backend(
+            client, project, backend_url, model_version=version, basic_auth=auth
+        )
+        view_id = ensure_suspicious_view(client, project)
+    except (ConnectError, ReviewError) as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(1) from None
+    base = label_studio_url.rstrip("/")
+    table = Table(title=f"project {project} is wired for ACT", show_header=False)
+    table.add_row("ML backend", f"{backend_url} (id {connection.ml_backend_id}, title {version})")
+    table.add_row(
+        "view", f'"ACT most suspicious first": {base}/projects/{project}/data?tab={view_id}'
+    )
+    table.add_row(
+        "1. machine labels",
+        f"ls-act annotate --project {project}  (or Data Manager → "
+        "select tasks → Actions → Retrieve predictions)",
+    )
+    table.add_row("2. review sample", f"ls-act review --project {project} --budget 0.2")
+    table.add_row(
+        "3. reviewers",
+        'open the "ACT review sample" tab, then Label → '
+        '"Label Tasks As Displayed" (most suspicious first)',
+    )
+    table.add_row(
+        "4. training set", f"ls-act sync --project {project} --out training-set, then ls-act report"
+    )
+    err.print(table)
+
+
+@app.command()
 def annotate(
     project: ProjectOption,
     label_studio_url: LabelStudioUrlOption = DEFAULT_LS_URL,

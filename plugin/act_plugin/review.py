@@ -621,6 +621,11 @@ def _commit_view(
     return int(created["id"])
 
 
+def ensure_suspicious_view(client: LabelStudio, project_id: int) -> int:
+    """The id of the project's "ACT most suspicious first" view (created when missing)."""
+    return _ensure_suspicious_view(client, project_id, _list_views(client, project_id))
+
+
 def _ensure_suspicious_view(
     client: LabelStudio, project_id: int, views: Sequence[Mapping[str, Any]]
 ) -> int:
