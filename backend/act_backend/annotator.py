@@ -6,7 +6,7 @@ from typing import Any
 
 from .errors import TaskError
 from .labeling import LabelingSpec
-from .llm import ChatClient, Completion, Usage
+from .llm import CachedChat, Completion, Usage
 from .parsing import choose_labels, json_object, text_field
 from .prompting import Item, MachineLabel, PromptBook
 
@@ -14,7 +14,7 @@ from .prompting import Item, MachineLabel, PromptBook
 class LLMAnnotator:
     """Labels items through a chat model; ``reasoning`` asks for its reasoning first."""
 
-    def __init__(self, chat: ChatClient, prompts: PromptBook, *, reasoning: bool = False) -> None:
+    def __init__(self, chat: CachedChat, prompts: PromptBook, *, reasoning: bool = False) -> None:
         self.chat = chat
         self.prompts = prompts
         self.reasoning = reasoning

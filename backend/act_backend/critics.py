@@ -10,6 +10,9 @@ White-box over an API:
 - ``p_yes``: ask "Is this annotation wrong? Answer Yes or No" for one token with ``logprobs``;
   ε̂ = P(yes) / (P(yes) + P(no)). An endpoint that returns no logprobs is an error, never a
   constant.
+White-box on a local model (``ACT_CRITIC_ENGINE=transformers``):
+- ``perplexity``: the same question; the perplexity of the answer "No" (not wrong),
+  ppl = exp(−mean log p(tokens of "No" | prompt)), mapped to ε̂ = 1 − 1/ppl (``scoring``).
 """
 
 from __future__ import annotations
@@ -21,10 +24,10 @@ from typing import Any
 from .annotator import object_schema
 from .errors import TaskError
 from .labeling import LabelingSpec
-from .llm import ChatClient, Completion, Usage
+from .llm import AnswerLogprob, CachedChat, Completion, Usage
 from .parsing import json_object, probability_field, text_field
 from .prompting import Item, MachineLabel, PromptBook
-from .scoring import p_yes, suspicion_from_confidence
+from .scoring import p_yes, perplexity, suspicion_from_confidence, suspicion_from_perplexity
 
 
 @dataclass(frozen=True)
@@ -58,17 +61,25 @@ BLACK_BOX: dict[str, BlackBoxStrategy] = {
         ("counterargument", "probability_wrong", "rationale"), _probability_wrong
     ),
 }
-STRATEGIES = (*BLACK_BOX, "p_yes")
+STRATEGIES = (*BLACK_BOX, "p_yes", "perplexity")
+#: The answer whose perplexity the ``perplexity`` strategy measures (to the p_yes question).
+PERPLEXITY_ANSWER = "No"
+_TEMPLATE_OF = {"perplexity": "p_yes"}  # strategies that reuse another strategy's prompt
 
 
 class LLMCritic:
     """Criticizes machine labels through a chat model with one strategy."""
 
     def __init__(
-        self, chat: ChatClient, prompts: PromptBook, *, strategy: str, top_logprobs: int = 20
+        self, chat: CachedChat, prompts: PromptBook, *, strategy: str, top_logprobs: int = 20
     ) -> None:
         if strategy not in STRATEGIES:
             raise ValueError(f"unknown critic strategy {strategy!r}; choose one of {STRATEGIES}")
+        if strategy == "perplexity" and not callable(getattr(chat, "answer_logprob", None)):
+            raise ValueError(
+                "the perplexity strategy needs a local (white-box) model: "
+                "ACT_CRITIC_ENGINE=transformers"
+            )
         self.chat = chat
         self.prompts = prompts
         self.strategy = strategy
@@ -77,7 +88,14 @@ class LLMCritic:
     def criticize(
         self, item: Item, spec: LabelingSpec, label: MachineLabel
     ) -> tuple[Critique, Usage]:
-        messages = self.prompts.critic_messages(item, spec, label, strategy=self.strategy)
+        messages = self.prompts.critic_messages(
+            item, spec, label, strategy=_TEMPLATE_OF.get(self.strategy, self.strategy)
+        )
+        if self.strategy == "perplexity":
+            scored: AnswerLogprob = self.chat.answer_logprob(  # type: ignore[attr-defined]
+                messages, PERPLEXITY_ANSWER
+            )
+            return _perplexity_critique(scored), scored.usage
         if self.strategy == "p_yes":
             critique, completion = self.chat.ask(
                 messages, _parse_p_yes, max_tokens=1, top_logprobs=self.top_logprobs
@@ -101,6 +119,17 @@ class LLMCritic:
                 schema_name=f"critique_{self.strategy}",
             )
         return critique, completion.usage
+
+
+def _perplexity_critique(scored: AnswerLogprob) -> Critique:
+    try:
+        ppl = perplexity(scored.logprob, scored.n_tokens)
+    except ValueError as exc:
+        raise TaskError("answer_unparseable", f"perplexity: {exc}") from None
+    suspicion = suspicion_from_perplexity(ppl)
+    return Critique(
+        suspicion, f"perplexity of the answer {PERPLEXITY_ANSWER!r}: {ppl:.3f} (ε̂ = 1 − 1/ppl)"
+    )
 
 
 def _parse_p_yes(completion: Completion) -> Critique:

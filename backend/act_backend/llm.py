@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -84,20 +85,35 @@ class Completion:
         )
 
 
-class ChatClient:
-    """One role's endpoint and sampling settings; thread-safe, one per role."""
+@dataclass(frozen=True)
+class AnswerLogprob:
+    """log p(answer | messages) = Σ log p(tᵢ | prompt, t<ᵢ) over the answer's ``n_tokens``.
 
-    def __init__(self, settings: EngineSettings, *, cache: ResultCache | None = None) -> None:
-        self.settings = settings
+    Only white-box (local) engines can compute it; the perplexity critic needs it.
+    """
+
+    logprob: float
+    n_tokens: int
+    usage: Usage
+
+    def to_json(self) -> dict[str, Any]:
+        return {"logprob": self.logprob, "n_tokens": self.n_tokens}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> AnswerLogprob:
+        """A cached score: it cost no call now, so it counts as one cache hit."""
+        return cls(float(data["logprob"]), int(data["n_tokens"]), Usage(cached=1))
+
+
+class CachedChat(ABC):
+    """What every chat client shares: ``ask`` = ``complete`` + strict parse, cached on disk.
+
+    A subclass supplies ``complete``, ``request_fingerprint`` (what besides the messages decides
+    an answer; part of every cache key) and ``close``.
+    """
+
+    def __init__(self, cache: ResultCache | None = None) -> None:
         self._cache = cache
-        api_key = settings.api_key.get_secret_value() if settings.api_key else None
-        self._client = openai.OpenAI(
-            base_url=settings.base_url,
-            # Local servers (vLLM, Ollama, llama.cpp) take any key; the client insists on one.
-            api_key=api_key or "no-key",
-            timeout=settings.timeout,
-            max_retries=settings.max_retries,
-        )
 
     def ask(
         self,
@@ -109,17 +125,66 @@ class ChatClient:
 
         ``options`` go to ``complete``. A cache hit costs nothing; ``usage.cached`` counts it.
         """
-        key = self._cache_key(messages, options) if self._cache is not None else None
-        if key is not None:
-            hit = self._cache.get(key)  # type: ignore[union-attr]
-            if hit is not None:
-                completion = Completion.from_json(hit)
-                return parse(completion), completion
+        key = self._cache_key(messages, options)
+        hit = self._cache_get(key)
+        if hit is not None:
+            completion = Completion.from_json(hit)
+            return parse(completion), completion
         completion = self.complete(messages, **options)
         result = parse(completion)
-        if key is not None:
-            self._cache.put(key, completion.to_json())  # type: ignore[union-attr]
+        self._cache_put(key, completion.to_json())
         return result, completion
+
+    @abstractmethod
+    def complete(
+        self,
+        messages: Sequence[dict[str, Any]],
+        *,
+        schema: dict[str, Any] | None = None,
+        schema_name: str = "answer",
+        max_tokens: int | None = None,
+        top_logprobs: int | None = None,
+    ) -> Completion:
+        """One chat completion, uncached."""
+
+    @abstractmethod
+    def request_fingerprint(self) -> dict[str, Any]:
+        """What, besides the messages, decides this role's answers (for cache keys)."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release connections or models."""
+
+    def _cache_key(self, messages: Sequence[dict[str, Any]], options: dict[str, Any]) -> str | None:
+        """SHA-256 of the fingerprint, the messages and the options; None without a cache."""
+        if self._cache is None:
+            return None
+        payload = {"request": self.request_fingerprint(), "messages": messages, "options": options}
+        blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    def _cache_get(self, key: str | None) -> dict[str, Any] | None:
+        return self._cache.get(key) if self._cache is not None and key is not None else None
+
+    def _cache_put(self, key: str | None, value: dict[str, Any]) -> None:
+        if self._cache is not None and key is not None:
+            self._cache.put(key, value)
+
+
+class ChatClient(CachedChat):
+    """One role's endpoint and sampling settings; thread-safe, one per role."""
+
+    def __init__(self, settings: EngineSettings, *, cache: ResultCache | None = None) -> None:
+        super().__init__(cache)
+        self.settings = settings
+        api_key = settings.api_key.get_secret_value() if settings.api_key else None
+        self._client = openai.OpenAI(
+            base_url=settings.base_url,
+            # Local servers (vLLM, Ollama, llama.cpp) take any key; the client insists on one.
+            api_key=api_key or "no-key",
+            timeout=settings.timeout,
+            max_retries=settings.max_retries,
+        )
 
     def complete(
         self,
@@ -164,11 +229,6 @@ class ChatClient:
             "max_tokens": s.max_tokens,
             "structured_output": s.structured_output,
         }
-
-    def _cache_key(self, messages: Sequence[dict[str, Any]], options: dict[str, Any]) -> str:
-        payload = {"request": self.request_fingerprint(), "messages": messages, "options": options}
-        blob = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
-        return hashlib.sha256(blob.encode()).hexdigest()
 
     def close(self) -> None:
         self._client.close()

@@ -55,6 +55,41 @@ def suspicion_from_confidence(confidence: float) -> float:
     return 1.0 - check_probability(confidence, "confidence")
 
 
+def perplexity(sum_logprob: float, n_tokens: int) -> float:
+    """ppl = exp(−(1/n) Σᵢ log p(tᵢ | prompt, t<ᵢ)) of an answer's n tokens; ppl ∈ [1, ∞).
+
+    >>> perplexity(2 * math.log(0.5), 2)
+    2.0
+
+    Raises ValueError for n < 1 or a positive log-probability (beyond rounding).
+    """
+    if isinstance(n_tokens, bool) or not isinstance(n_tokens, int) or n_tokens < 1:
+        raise ValueError(f"n_tokens must be a positive integer; got {n_tokens!r}")
+    total = float(sum_logprob)
+    if math.isnan(total) or total > 1e-6 * n_tokens:
+        raise ValueError(f"sum_logprob must be a log-probability (<= 0); got {sum_logprob!r}")
+    mean = min(total, 0.0) / n_tokens
+    return math.exp(-mean) if -mean < 700 else math.inf
+
+
+def suspicion_from_perplexity(perplexity: float) -> float:
+    """ε̂ = 1 − 1/ppl: the perplexity of the answer "No" (not wrong) mapped to [0, 1).
+
+    Monotone: ppl = 1 (the critic is sure of "No") → 0; ppl → ∞ → 1. Equivalently
+    ε̂ = 1 − (geometric mean of the answer tokens' probabilities); for a one-token "No",
+    ε̂ = 1 − P("No"). The paper's own map was not recoverable; calibrate on reviewed items.
+
+    >>> suspicion_from_perplexity(1.0), suspicion_from_perplexity(4.0)
+    (0.0, 0.75)
+    >>> suspicion_from_perplexity(math.inf)
+    1.0
+    """
+    ppl = float(perplexity)
+    if math.isnan(ppl) or ppl < 1.0 - 1e-9:
+        raise ValueError(f"perplexity must be a number >= 1; got {perplexity!r}")
+    return max(0.0, 1.0 - 1.0 / ppl)
+
+
 def prediction_score(suspicion: float) -> float:
     """Label Studio prediction score = 1 − ε̂ (ascending order = most suspicious first).
 
