@@ -28,6 +28,10 @@ CriticStrategy = Literal[
 
 DEFAULT_ANNOTATOR_MODEL = "gpt-4o"
 DEFAULT_CRITIC_MODEL = "gpt-4o-mini"
+# With no LLM configured for a role, it runs offline on sentence embeddings (engines/embedding.py).
+OFFLINE_ENGINE = "embedding"
+OFFLINE_MODEL = "all-MiniLM-L6-v2"
+OFFLINE_CRITIC_STRATEGY = "knn"
 
 
 class SettingsError(ValueError):
@@ -105,6 +109,17 @@ class Settings(_Model):
         return self.critic.strategy == "devils_advocate"
 
     @property
+    def offline_roles(self) -> tuple[str, ...]:
+        """The roles served by the offline embedding engine (no LLM, nothing downloaded)."""
+        roles = (("annotator", self.annotator), ("critic", self.critic))
+        return tuple(name for name, role in roles if role.engine == OFFLINE_ENGINE)
+
+    @property
+    def offline_default(self) -> bool:
+        """Both roles run offline: what an empty configuration gives (see ``load_settings``)."""
+        return len(self.offline_roles) == 2
+
+    @property
     def resolved_model_version(self) -> str:
         """Stable name of what produced a prediction: annotator, critic and strategy.
 
@@ -163,6 +178,7 @@ def load_settings(
     """Build settings from an optional TOML file, the environment and explicit overrides.
 
     ``overrides`` uses dotted paths (``{"critic.strategy": "p_yes"}``) and wins over everything.
+    A role for which nothing names an LLM (see ``_fill_role``) runs on the offline engine.
     """
     env = os.environ if env is None else env
     path = config_path or (Path(env[CONFIG_ENV_VAR]) if env.get(CONFIG_ENV_VAR) else None)
@@ -178,12 +194,33 @@ def load_settings(
         if value is not None:
             _set_dotted(data, dotted, value)
     for role, default in (("annotator", DEFAULT_ANNOTATOR_MODEL), ("critic", DEFAULT_CRITIC_MODEL)):
-        if isinstance(data.get(role), dict):
-            data[role].setdefault("model", default)
+        if isinstance(data.setdefault(role, {}), dict):
+            _fill_role(role, data[role], default)
     try:
         return Settings.model_validate(data)
     except ValidationError as exc:
         raise SettingsError(_describe(exc, path)) from None
+
+
+def _fill_role(role: str, section: dict[str, Any], llm_model: str) -> None:
+    """Default a role's engine, model and (critic) strategy.
+
+    A role whose engine, model, base_url and api_key are all unset (file, ACT_<ROLE>_* and
+    OPENAI_* alike), and for the critic whose strategy is unset or ``knn``, runs offline:
+    engine ``embedding``, model all-MiniLM-L6-v2, critic strategy ``knn``. A critic asked for
+    ``knn`` without an engine gets ``embedding`` too. Otherwise the LLM defaults apply.
+    """
+    strategy = section.get("strategy") if role == "critic" else None
+    names_llm = any(section.get(k) for k in ("engine", "model", "base_url", "api_key"))
+    if (not names_llm and strategy in (None, OFFLINE_CRITIC_STRATEGY)) or (
+        strategy == OFFLINE_CRITIC_STRATEGY and not section.get("engine")
+    ):
+        section["engine"] = OFFLINE_ENGINE
+    if section.get("engine") == OFFLINE_ENGINE:
+        section.setdefault("model", OFFLINE_MODEL)
+        if role == "critic":
+            section.setdefault("strategy", OFFLINE_CRITIC_STRATEGY)
+    section.setdefault("model", llm_model)
 
 
 def _default_cache_dir(env: Mapping[str, str]) -> Path:

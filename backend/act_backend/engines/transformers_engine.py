@@ -91,7 +91,7 @@ ENGINE_REVISION = "transformers-1"
 
 def make_annotator(settings: Settings, cache: ResultCache | None) -> LLMAnnotator:
     return LLMAnnotator(
-        TransformersChat(settings.annotator, cache=cache),  # type: ignore[arg-type]
+        TransformersChat(settings.annotator, cache=cache),
         PromptBook(settings.prompts_dir),
         reasoning=settings.wants_annotator_reasoning,
     )
