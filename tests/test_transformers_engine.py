@@ -424,16 +424,23 @@ def test_top_logprobs_are_the_models_log_softmax(lm_dir, reference, make_chat):
     model, tokenizer = reference
     completion = make_chat(lm_dir).complete(MESSAGES, max_tokens=1, top_logprobs=5)
     logprobs = _next_token_logprobs(model, _prompt_ids(tokenizer, MESSAGES))
+    # the top 5, plus every yes/no variant of the vocabulary (for an exact p_yes), plus the
+    # chosen token; tokens that decode to the same text have their probabilities added
+    verdicts = [
+        t
+        for t in range(len(tokenizer))
+        if _is("yes", tokenizer.decode([t])) or _is("no", tokenizer.decode([t]))
+    ]
+    chosen = int(torch.argmax(logprobs))
+    wanted = dict.fromkeys([*torch.topk(logprobs, 5).indices.tolist(), *verdicts, chosen])
     expected: dict[str, float] = {}
-    for token in torch.topk(logprobs, 5).indices.tolist():  # same-text tokens: probabilities add
+    for token in wanted:
         text = tokenizer.decode([token])
         expected[text] = math.log(
             math.exp(expected.get(text, -math.inf)) + math.exp(logprobs[token])
         )
-    chosen = int(torch.argmax(logprobs))
-    expected.setdefault(tokenizer.decode([chosen]), float(logprobs[chosen]))
     (top,) = completion.top_logprobs
-    assert top.keys() == expected.keys()
+    assert top.keys() == expected.keys() and len(verdicts) >= 4
     assert [top[k] for k in expected] == pytest.approx(list(expected.values()), abs=1e-5)
 
 
@@ -453,8 +460,8 @@ def test_p_yes_through_the_engine_equals_yes_over_yes_plus_no_from_the_logits(
         w: [t for t in range(vocabulary) if _is(w, tokenizer.decode([t]))] for w in ("yes", "no")
     }
     assert len(variants["yes"]) >= 2 and len(variants["no"]) >= 2  # e.g. "Yes", " yes", "YES"
-    # top_logprobs = the whole vocabulary: the engine's sum then covers every variant.
-    critic = LLMCritic(make_chat(lm_dir), PromptBook(), strategy="p_yes", top_logprobs=vocabulary)
+    # Locally every yes/no variant is summed whatever its rank, even with top_logprobs = 1.
+    critic = LLMCritic(make_chat(lm_dir), PromptBook(), strategy="p_yes", top_logprobs=1)
     for text, label in [("I love this film", "negative"), ("What an awful day", "negative")]:
         item = Item(task_id=1, texts={"text": text})
         critique, usage = critic.criticize(item, SPEC, MachineLabel(labels=(label,)))

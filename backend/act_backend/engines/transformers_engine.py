@@ -28,8 +28,9 @@ Choices (documented here, where they are made):
   at most ``max_tokens`` new tokens. The model's own generation_config may not add top-k/top-p,
   repetition penalties or beams; its EOS tokens are kept. ``top_logprobs=k``: at every generated
   position (the stopping EOS included) the k most likely tokens of log-softmax(logits), decoded
-  to text; tokens that decode to the same text have their probabilities summed; the chosen token
-  is always there.
+  to text, plus every token of the vocabulary that reads "yes" or "no" (so p_yes sums all their
+  variants, not only those in the top k); tokens that decode to the same text have their
+  probabilities summed; the chosen token is always there.
 - Structured output: a schema with a single string field with an ``enum`` (the annotator's one
   label) is answered by scoring, not generating: each candidate answer ``{"<field>": "<label>"}``
   (``json.dumps``) is scored by its log-likelihood log p(answer | prompt) = Σ log p(tᵢ | prompt,
@@ -74,6 +75,7 @@ from ..critics import LLMCritic
 from ..errors import TaskError
 from ..llm import AnswerLogprob, CachedChat, Completion, LLMError, Usage
 from ..prompting import Message, PromptBook
+from ..scoring import normalize_token
 from ..settings import EngineSettings, Settings
 
 log = logging.getLogger(__name__)
@@ -107,6 +109,9 @@ def make_critic(settings: Settings, cache: ResultCache | None) -> LLMCritic:
 
 
 # --------------------------------------------------------------------------- the chat client
+
+
+YES_NO = frozenset({"yes", "no"})
 
 
 class TransformersChat(CachedChat):
@@ -378,6 +383,7 @@ class LocalModel:
         self._queue: queue.Queue[tuple[Any, Future[Any]] | None] = queue.Queue()
         self._worker: threading.Thread | None = None
         self._token_text: dict[int, str] = {}
+        self._verdicts: list[int] | None = None
         self._load_error: LLMError | None = None
 
     # -- loading
@@ -645,15 +651,32 @@ class LocalModel:
         return completions
 
     def _top(self, logits: torch.Tensor, chosen: int, k: int) -> dict[str, float]:
-        """The k most likely next tokens as {text: logprob}; same-text tokens summed."""
+        """The k most likely next tokens as {text: logprob}; same-text tokens summed.
+
+        Every variant of "yes" and "no" in the vocabulary is added too, whatever its rank: with
+        the weights at hand, p_yes need not be limited to the top k as it is over an API.
+        """
         logprobs = torch.log_softmax(logits.float(), dim=-1)
         values, indices = torch.topk(logprobs, min(k, logprobs.shape[-1]))
+        wanted = dict(zip(indices.tolist(), values.tolist(), strict=True))
+        for token in self._verdict_tokens():
+            wanted.setdefault(token, float(logprobs[token]))
+        wanted.setdefault(chosen, float(logprobs[chosen]))
         top: dict[str, float] = {}
-        for token, value in zip(indices.tolist(), values.tolist(), strict=True):
+        for token, value in wanted.items():
             text = self._text(token)
             top[text] = _logaddexp(top[text], value) if text in top else value
-        top.setdefault(self._text(chosen), float(logprobs[chosen]))
         return top
+
+    def _verdict_tokens(self) -> list[int]:
+        """Ids of the tokens that read as "yes" or "no" (any case, spacing or marker)."""
+        if self._verdicts is None:
+            size = len(self.tokenizer)
+            texts = self.tokenizer.batch_decode(
+                [[i] for i in range(size)], clean_up_tokenization_spaces=False
+            )
+            self._verdicts = [i for i, t in enumerate(texts) if normalize_token(t) in YES_NO]
+        return self._verdicts
 
     def _text(self, token: int) -> str:
         if token not in self._token_text:
