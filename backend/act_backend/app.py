@@ -16,6 +16,7 @@ from flask import Blueprint, Flask, current_app, jsonify, request
 from werkzeug.exceptions import BadRequest, HTTPException
 
 from . import __version__
+from .errors import TaskError
 from .labeling import LabelingSpec, UnsupportedConfig, parse_label_config
 from .predictor import Credentials, Predictor, build_predictor, to_prediction
 from .settings import Settings
@@ -44,7 +45,13 @@ class Service:
             return self._credentials.get(_project_id(project), Credentials())
 
     def spec(self, label_config: str) -> LabelingSpec:
-        return parse_label_config(label_config, rationale_field=self.settings.rationale_field)
+        """The parsed config, if the engines can serve it; UnsupportedConfig otherwise."""
+        spec = parse_label_config(label_config, rationale_field=self.settings.rationale_field)
+        try:
+            self.predictor.check(spec)
+        except TaskError as exc:
+            raise UnsupportedConfig(exc.message) from None
+        return spec
 
     def describe(self) -> dict[str, Any]:
         s = self.settings
@@ -53,12 +60,19 @@ class Service:
             "model_class": "ACT",
             "version": __version__,
             "model_version": self.model_version,
-            "annotator": {"model": s.annotator.model, "endpoint": s.annotator.endpoint_label()},
+            "annotator": {
+                "engine": s.annotator.engine,
+                "model": s.annotator.model,
+                "endpoint": s.annotator.endpoint_label(),
+            },
             "critic": {
+                "engine": s.critic.engine,
                 "model": s.critic.model,
                 "endpoint": s.critic.endpoint_label(),
                 "strategy": s.critic.strategy,
             },
+            "offline_roles": list(s.offline_roles),
+            "notice": s.offline_notice(),
             "stats": self.predictor.stats.snapshot(),
             "webhooks": self.webhooks.counts(),
         }

@@ -104,6 +104,13 @@ class Predictor:
         # One pool for the process: concurrent /predict calls share the bound on LLM calls.
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="act-task")
 
+    def check(self, spec: LabelingSpec) -> None:
+        """Raise TaskError when an engine can never serve this config (e.g. images, offline)."""
+        for engine in (self.annotator, self.critic):
+            check = getattr(engine, "check", None)
+            if check is not None:
+                check(spec)
+
     def predict(
         self,
         tasks: Sequence[Any],

@@ -64,6 +64,8 @@ class EngineSettings(_Model):
 
     def endpoint_label(self) -> str:
         """Where this role's calls go, without credentials (safe to show)."""
+        if self.engine != "openai":
+            return f"local ({self.engine})"
         return self.base_url or "https://api.openai.com/v1"
 
 
@@ -113,6 +115,24 @@ class Settings(_Model):
         """The roles served by the offline embedding engine (no LLM, nothing downloaded)."""
         roles = (("annotator", self.annotator), ("critic", self.critic))
         return tuple(name for name, role in roles if role.engine == OFFLINE_ENGINE)
+
+    def offline_notice(self) -> str | None:
+        """What to tell a user whose roles run on the offline default, or None."""
+        if self.offline_default:
+            return (
+                "offline default: no LLM configured (no OPENAI_BASE_URL/OPENAI_API_KEY, "
+                "ACT_<ROLE>_* or config file): annotating by zero-shot sentence embeddings "
+                f"({OFFLINE_MODEL}) and criticizing with the knn strategy; text <Choices> "
+                "configs only. Set OPENAI_BASE_URL and OPENAI_API_KEY (or "
+                "ACT_ANNOTATOR_ENGINE) for LLM annotation."
+            )
+        if self.offline_roles:
+            role = self.offline_roles[0]
+            return (
+                f"{role}: offline ({OFFLINE_ENGINE}) because no LLM is configured for it; set "
+                f"ACT_{role.upper()}_BASE_URL/ACT_{role.upper()}_API_KEY or OPENAI_*"
+            )
+        return None
 
     @property
     def offline_default(self) -> bool:

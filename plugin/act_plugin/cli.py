@@ -71,6 +71,17 @@ def _settings(config: Path | None, **overrides: object) -> Settings:
         raise typer.Exit(2) from None
 
 
+def _check_engines(settings: Settings) -> None:
+    """Build the engines once up front, so a bad engine setting is a message, not a traceback."""
+    from act_backend.predictor import build_predictor
+
+    try:
+        build_predictor(settings).close()
+    except (SettingsError, ValueError) as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(2) from None
+
+
 def _setup_logging(level: str) -> None:
     logging.basicConfig(
         level=level.upper(),
@@ -100,6 +111,9 @@ def serve(
         f"model_version [bold]{settings.resolved_model_version}[/]  "
         "(give the ML backend this exact title in Label Studio, or run `ls-act connect`)"
     )
+    if settings.offline_notice():
+        err.print(f"[yellow]{settings.offline_notice()}[/]")
+    _check_engines(settings)
     run(settings, host=host, port=port, threads=threads, dev=dev)
 
 
@@ -452,6 +466,8 @@ def demo(
     settings = _settings(config)
     _setup_logging("WARNING")
     err.print(f"engines: {_engine_line(settings)}")
+    if settings.offline_notice():
+        err.print(f"[yellow]{settings.offline_notice()}[/]")
     try:
         with ExitStack() as stack:
             with _task_progress("annotating") as (progress, bar):

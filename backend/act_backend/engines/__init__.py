@@ -34,6 +34,9 @@ ENGINE_MODULES = {
 
 
 class Annotator(Protocol):
+    """Optionally also ``check(spec)``: raise TaskError for a config it can never serve, so the
+    refusal comes once, at /setup and before a batch, not once per task."""
+
     def annotate(self, item: Item, spec: LabelingSpec) -> tuple[MachineLabel, Usage]:
         """The machine label of one item (raises TaskError on failure)."""
         ...
