@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 import typer
 from label_studio_sdk import LabelStudio
+from pydantic import SecretStr
 from rich.console import Console
 from rich.logging import RichHandler
 from rich.progress import (
@@ -226,7 +227,10 @@ def annotate(
     client = _label_studio(label_studio_url, api_key)
     if settings.label_studio_url is None:  # uploaded media come from the same Label Studio
         settings = settings.model_copy(
-            update={"label_studio_url": label_studio_url, "label_studio_api_key": api_key}
+            update={
+                "label_studio_url": label_studio_url,
+                "label_studio_api_key": SecretStr(api_key),
+            }
         )
     predictor = build_predictor(settings)
     with _task_progress("annotating") as (progress, bar):

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from label_studio_sdk import LabelStudio
+from pydantic import SecretStr
 from werkzeug.serving import make_server
 
 from act_backend.app import create_app
@@ -110,7 +111,7 @@ def run_demo(
     on_stage("starting Label Studio 1.23.2 (the first start runs migrations, ~30 s)")
     with start_label_studio(data_dir / "label-studio", port=ls_port) as ls:
         settings = settings.model_copy(
-            update={"label_studio_url": ls.url, "label_studio_api_key": ls.token}
+            update={"label_studio_url": ls.url, "label_studio_api_key": SecretStr(ls.token)}
         )
         on_stage("starting the backend")
         with serve_in_thread(settings, backend_port) as backend_url:
