@@ -183,3 +183,22 @@ def test_api_keys_never_reach_logs_or_responses(llm, tmp_path, caplog):
     for secret in ("sk-test-secret", "ls-secret-token", "setup-secret"):
         assert secret not in seen
     assert response.json["errors"][0]["kind"] == "llm_auth"
+
+
+def test_calls_made_before_a_task_failed_still_count_in_usage(llm, tmp_path):
+    def responder(req):
+        if is_critic(req):
+            return json.dumps({"reasoning": "r", "probability_wrong": 7, "rationale": "r"})
+        return json.dumps({"label": "furious" if "angry" in req.text else "neutral"})
+
+    llm.set_responder(responder)
+    tasks = [{"id": 1, "data": {"text": "angry"}}, {"id": 2, "data": {"text": "calm"}}]
+    app = create_app(settings_for(llm, tmp_path))
+    client = app.test_client()
+    body = client.post("/predict", json={"tasks": tasks, "label_config": TEXT_SINGLE}).json
+    stats = client.get("/health").json["stats"]
+    app.config["ACT_SERVICE"].close()
+    assert [e["kind"] for e in body["errors"]] == ["answer_out_of_set", "answer_unparseable"]
+    # task 1: its annotator call; task 2: annotator and critic calls
+    assert llm.call_count == 3 and stats["llm"]["calls"] == 3
+    assert stats["llm"]["prompt_tokens"] > 0

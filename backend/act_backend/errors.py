@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .llm import Usage
+
 
 class TaskError(Exception):
     """One task could not be annotated or criticized. ``kind`` is a short stable tag
@@ -12,6 +17,18 @@ class TaskError(Exception):
         super().__init__(message)
         self.kind = kind
         self.message = message
+        self._usage: Usage | None = None
+
+    @property
+    def usage(self) -> Usage:
+        """LLM calls the task had made before it failed (they cost tokens all the same)."""
+        from .llm import Usage
+
+        return self._usage or Usage()
+
+    @usage.setter
+    def usage(self, value: Usage) -> None:
+        self._usage = value
 
     def __str__(self) -> str:
         return f"{self.kind}: {self.message}"

@@ -131,7 +131,11 @@ class CachedChat(ABC):
             completion = Completion.from_json(hit)
             return parse(completion), completion
         completion = self.complete(messages, **options)
-        result = parse(completion)
+        try:
+            result = parse(completion)
+        except TaskError as exc:
+            exc.usage = exc.usage + completion.usage  # the call was made: count it
+            raise
         self._cache_put(key, completion.to_json())
         return result, completion
 

@@ -175,6 +175,7 @@ class Predictor:
         return self._guarded(
             item.task_id,
             lambda: self._finish(item, label, usage, self.critic.criticize(item, spec, label)),  # type: ignore[union-attr]
+            spent=usage,
         )
 
     def _predict_batch_critic(
@@ -194,7 +195,7 @@ class Predictor:
             item, label, usage = a
             verdict = by_item[id(a)]
             if isinstance(verdict, TaskError):
-                outcomes.append(self._failed(item.task_id, verdict))
+                outcomes.append(self._failed(item.task_id, verdict, spent=usage))
             else:
                 outcomes.append(self._finish(item, label, usage, verdict))
         return outcomes
@@ -230,21 +231,24 @@ class Predictor:
         self.stats.record(outcome)
         return outcome
 
-    def _failed(self, task_id: Any, error: TaskError) -> Outcome:
+    def _failed(self, task_id: Any, error: TaskError, *, spent: Usage | None = None) -> Outcome:
+        """A failed outcome; it still counts the LLM calls made before the failure."""
         log.warning("task %s: %s", task_id, error)
-        outcome = Outcome(task_id=task_id, error=error)
+        outcome = Outcome(task_id=task_id, error=error, usage=(spent or Usage()) + error.usage)
         self.stats.record(outcome)
         return outcome
 
-    def _guarded(self, task_id: Any, run: Callable[[], T]) -> T | Outcome:
+    def _guarded(
+        self, task_id: Any, run: Callable[[], T], *, spent: Usage | None = None
+    ) -> T | Outcome:
         """Run one step; a TaskError or any bug becomes a failed outcome for that task only."""
         try:
             return run()
         except TaskError as exc:
-            return self._failed(task_id, exc)
+            return self._failed(task_id, exc, spent=spent)
         except Exception as exc:  # one task's bug must not fail the batch
             log.exception("task %s: unexpected error", task_id)
-            return self._failed(task_id, TaskError("internal", type(exc).__name__))
+            return self._failed(task_id, TaskError("internal", type(exc).__name__), spent=spent)
 
 
 def build_predictor(settings: Settings) -> Predictor:

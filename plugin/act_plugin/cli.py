@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -72,6 +73,14 @@ def _settings(config: Path | None, **overrides: object) -> Settings:
         raise typer.Exit(2) from None
 
 
+def _kv_table(title: str) -> Table:
+    """A two-column summary table whose values wrap instead of being cut (URLs, commands)."""
+    table = Table(title=title, show_header=False)
+    table.add_column(style="bold", no_wrap=True)
+    table.add_column(overflow="fold")
+    return table
+
+
 def _check_engines(settings: Settings) -> None:
     """Build the engines once up front, so a bad engine setting is a message, not a traceback."""
     from act_backend.predictor import build_predictor
@@ -90,8 +99,10 @@ def _setup_logging(level: str) -> None:
         handlers=[RichHandler(console=err, show_path=False, rich_tracebacks=False)],
         force=True,
     )
-    # The HTTP clients log every request at INFO; keep them quiet (and credential-free).
-    for noisy in ("httpx", "httpcore", "openai"):
+    # The HTTP clients and the demo's request log write a line per request at INFO; keep them
+    # quiet (and credential-free). Model loading shows no progress bars of its own.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    for noisy in ("httpx", "httpcore", "openai", "werkzeug"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
@@ -185,7 +196,7 @@ def setup(
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(1) from None
     base = label_studio_url.rstrip("/")
-    table = Table(title=f"project {project} is wired for ACT", show_header=False)
+    table = _kv_table(f"project {project} is wired for ACT")
     table.add_row("ML backend", f"{backend_url} (id {connection.ml_backend_id}, title {version})")
     table.add_row(
         "view", f'"ACT most suspicious first": {base}/projects/{project}/data?tab={view_id}'
@@ -273,7 +284,7 @@ def _task_progress(description: str) -> Iterator[tuple[Progress, TaskID]]:
 
 
 def _print_annotate_summary(result: Any) -> None:
-    table = Table(title=f"ls-act annotate ({result.model_version})", show_header=False)
+    table = _kv_table(f"ls-act annotate ({result.model_version})")
     table.add_row("tasks in project", str(result.n_tasks))
     table.add_row("already annotated (skipped)", str(result.n_skipped))
     table.add_row("predictions written", str(result.n_written))
@@ -335,7 +346,7 @@ def review(
         except ReviewError as exc:
             err.print(f"[red]error:[/] {exc}")
             raise typer.Exit(1) from None
-    table = Table(title=f"review sample {draw.draw_id}", show_header=False)
+    table = _kv_table(f"review sample {draw.draw_id}")
     table.add_row(
         "status",
         "existing draw kept (use --redraw to replace it)"
@@ -397,7 +408,7 @@ def sync(
         except SyncError as exc:
             err.print(f"[red]error:[/] {exc}")
             raise typer.Exit(1) from None
-    table = Table(title=f"training set of project {project}", show_header=False)
+    table = _kv_table(f"training set of project {project}")
     table.add_row("rows (tasks with an ACT prediction)", str(result.n_rows))
     table.add_row("reviewed by a human", str(result.n_reviewed))
     table.add_row("in the review sample", str(result.n_in_sample))
@@ -488,7 +499,7 @@ def demo(
                     )
                 )
             _print_annotate_summary(state.annotation)
-            table = Table(title="ACT demo is running", show_header=False)
+            table = _kv_table("ACT demo is running")
             for name, value in instructions(state):
                 table.add_row(name, str(value))
             err.print(table)
