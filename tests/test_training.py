@@ -294,3 +294,32 @@ def test_expand_rows_validates_review_and_lambda() -> None:
         expand_rows(["x0", "x1"], ["a", "b"], ["A", "B"], [0, 1], [0.5, 0.0])
     with pytest.raises(ValueError, match=r"-0\.1"):
         expand_rows(["x0"], ["a"], ["A"], [1], [0.5], lam=-0.1)
+
+
+def test_clip_bounds_each_items_term_at_zero():
+    import torch
+    import torch.nn.functional as F
+
+    from act_plugin.training import ACTLoss
+
+    logits = torch.tensor([[4.0, -4.0], [0.0, 0.0], [2.0, 0.0]], requires_grad=True)
+    machine = torch.tensor([0, 1, 0])
+    human = torch.tensor([1, -1, 0])
+    delta = torch.tensor([1, 0, 1])
+    pi = torch.tensor([0.1, 0.5, 1.0])
+    ce_m = F.cross_entropy(logits, machine, reduction="none")
+    ce_h = F.cross_entropy(logits, torch.tensor([1, 1, 0]), reduction="none")
+    terms = [ce_m[0] + (ce_h[0] - ce_m[0]) / 0.1, ce_m[1], ce_h[2]]
+    assert terms[0] > 0  # the model prefers the machine label: nothing to clip yet
+    far = torch.tensor([[-9.0, 9.0], [0.0, 0.0], [2.0, 0.0]], requires_grad=True)
+    raw = ACTLoss()(far, machine, human, delta, pi)
+    clipped = ACTLoss(clip=True)(far, machine, human, delta, pi)
+    ce_m = F.cross_entropy(far, machine, reduction="none")
+    ce_h = F.cross_entropy(far, torch.tensor([1, 1, 0]), reduction="none")
+    first = ce_m[0] + (ce_h[0] - ce_m[0]) / 0.1
+    assert first < 0  # past the human label the plain term keeps falling: unbounded below
+    assert raw.item() == pytest.approx(((first + ce_m[1] + ce_h[2]) / 3).item(), rel=1e-5)
+    assert clipped.item() == pytest.approx(((ce_m[1] + ce_h[2]) / 3).item(), rel=1e-5)
+    assert ACTLoss(clip=True)(logits, machine, human, delta, pi).item() == pytest.approx(
+        (sum(terms) / 3).item(), rel=1e-5
+    )

@@ -151,7 +151,7 @@ def fit_act_models(
     y_h = torch.where(reviewed, truth, -1)
     pi = torch.as_tensor(np.stack([p.pi for p in plans]), dtype=torch.float32)
     lam = config.power_lambda if mode == "power" else 1.0
-    loss_fn = ACTLoss(lam=lam)
+    loss_fn = ACTLoss(lam=lam, clip=mode == "clip")
 
     fit = np.ones(n, dtype=bool)
     if mode == "early_stop":
@@ -184,11 +184,7 @@ def fit_act_models(
     for epoch in range(1, config.epochs + 1):
         optimizer.zero_grad()
         logits = logits_of(weight, bias, fit_idx)
-        if mode == "clip":
-            terms = act_item_losses(logits, *targets_fit[:2], targets_fit[2], pi_fit, lam=lam)
-            loss = terms.clamp(min=0.0).mean()
-        else:
-            loss = loss_fn(logits, *targets_fit, pi_fit)
+        loss = loss_fn(logits, *targets_fit, pi_fit)
         (loss + penalty * (weight * weight).sum()).backward()
         optimizer.step()
         if mode == "early_stop" and (epoch % config.eval_every == 0 or epoch == config.epochs):
