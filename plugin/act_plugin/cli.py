@@ -73,6 +73,24 @@ def _settings(config: Path | None, **overrides: object) -> Settings:
         raise typer.Exit(2) from None
 
 
+def _connect(
+    client: LabelStudio,
+    project: int,
+    backend_url: str,
+    auth: tuple[str, str] | None,
+    model_version: str | None = None,
+) -> Any:
+    """Connect the backend under the model_version it reports (or the one given)."""
+    from act_plugin.connect import ConnectError, backend_model_version, connect_backend
+
+    try:
+        version = model_version or backend_model_version(backend_url, basic_auth=auth)
+        return connect_backend(client, project, backend_url, model_version=version, basic_auth=auth)
+    except ConnectError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(1) from None
+
+
 def _kv_table(title: str) -> Table:
     """A two-column summary table whose values wrap instead of being cut (URLs, commands)."""
     table = Table(title=title, show_header=False)
@@ -147,18 +165,10 @@ def connect(
     ] = None,
 ) -> None:
     """Connect the backend to a project so the score column and suspicion ordering work."""
-    from act_plugin.connect import ConnectError, backend_model_version, connect_backend
-
     client = _label_studio(label_studio_url, api_key)
     auth = (basic_auth_user, basic_auth_password or "") if basic_auth_user else None
-    try:
-        version = model_version or backend_model_version(backend_url, basic_auth=auth)
-        connection = connect_backend(
-            client, project, backend_url, model_version=version, basic_auth=auth
-        )
-    except ConnectError as exc:
-        err.print(f"[red]error:[/] {exc}")
-        raise typer.Exit(1) from None
+    connection = _connect(client, project, backend_url, auth, model_version)
+    version = connection.model_version
     verb = "connected" if connection.created else "updated"
     err.print(
         f"{verb} ML backend {connection.ml_backend_id} for project {project}; "
@@ -181,18 +191,15 @@ def setup(
     ] = None,
 ) -> None:
     """Wire a project: connect the backend and create the "most suspicious first" view."""
-    from act_plugin.connect import ConnectError, backend_model_version, connect_backend
     from act_plugin.review import ReviewError, ensure_suspicious_view
 
     client = _label_studio(label_studio_url, api_key)
     auth = (basic_auth_user, basic_auth_password or "") if basic_auth_user else None
+    connection = _connect(client, project, backend_url, auth)
+    version = connection.model_version
     try:
-        version = backend_model_version(backend_url, basic_auth=auth)
-        connection = connect_backend(
-            client, project, backend_url, model_version=version, basic_auth=auth
-        )
         view_id = ensure_suspicious_view(client, project)
-    except (ConnectError, ReviewError) as exc:
+    except ReviewError as exc:
         err.print(f"[red]error:[/] {exc}")
         raise typer.Exit(1) from None
     base = label_studio_url.rstrip("/")

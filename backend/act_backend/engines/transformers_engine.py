@@ -74,9 +74,10 @@ from ..cache import ResultCache
 from ..critics import LLMCritic
 from ..errors import TaskError
 from ..llm import AnswerLogprob, CachedChat, Completion, LLMError, Usage
-from ..prompting import Message, PromptBook
+from ..prompting import Message
 from ..scoring import normalize_token
 from ..settings import EngineSettings, Settings
+from .openai_engine import chat_annotator, chat_critic
 
 log = logging.getLogger(__name__)
 
@@ -92,20 +93,11 @@ ENGINE_REVISION = "transformers-1"
 
 
 def make_annotator(settings: Settings, cache: ResultCache | None) -> LLMAnnotator:
-    return LLMAnnotator(
-        TransformersChat(settings.annotator, cache=cache),
-        PromptBook(settings.prompts_dir),
-        reasoning=settings.wants_annotator_reasoning,
-    )
+    return chat_annotator(settings, TransformersChat(settings.annotator, cache=cache))
 
 
 def make_critic(settings: Settings, cache: ResultCache | None) -> LLMCritic:
-    return LLMCritic(
-        TransformersChat(settings.critic, cache=cache),
-        PromptBook(settings.prompts_dir),
-        strategy=settings.critic.strategy,
-        top_logprobs=settings.critic.top_logprobs,
-    )
+    return chat_critic(settings, TransformersChat(settings.critic, cache=cache))
 
 
 # --------------------------------------------------------------------------- the chat client
