@@ -30,11 +30,17 @@ def run(llm, cache_dir, tasks=TASKS, **env):
 def test_rerun_of_the_same_batch_makes_zero_llm_calls_even_in_a_new_process(llm, tmp_path):
     first, stats1 = run(llm, tmp_path)
     assert llm.call_count == 12 and stats1["llm"]["calls"] == 12
+    # token usage per task (annotator + critic) and in total, in the /predict answer itself
+    per_task = first["usage"]["tasks"]
+    assert [t["task"] for t in per_task] == [t["id"] for t in TASKS]
+    assert all(t["calls"] == 2 and t["total_tokens"] > 0 for t in per_task)
+    assert first["usage"]["total"]["total_tokens"] == sum(t["total_tokens"] for t in per_task)
     assert stats1["llm"]["total_tokens"] > 0
     second, stats2 = run(llm, tmp_path)  # a new app on the same cache dir
     assert llm.call_count == 12
     assert stats2["llm"]["calls"] == 0 and stats2["llm"]["cached_calls"] == 12
     assert second["results"] == first["results"]
+    assert second["usage"]["total"]["cached_calls"] == 12
 
 
 def test_cache_key_covers_strategy_model_and_task_content(llm, tmp_path):

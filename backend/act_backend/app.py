@@ -18,6 +18,7 @@ from werkzeug.exceptions import BadRequest, HTTPException
 from . import __version__
 from .errors import TaskError
 from .labeling import LabelingSpec, UnsupportedConfig, parse_label_config
+from .llm import Usage
 from .predictor import Credentials, Predictor, build_predictor, to_prediction
 from .settings import Settings
 from .webhook import WebhookRecorder
@@ -153,7 +154,19 @@ def predict() -> Any:
         for o in outcomes
         if o.error is not None
     ]
-    return jsonify({"results": results, "model_version": service.model_version, "errors": errors})
+    total = sum((o.usage for o in outcomes), Usage())
+    usage = {
+        "total": total.as_dict(),
+        "tasks": [{"task": o.task_id, **o.usage.as_dict()} for o in outcomes],
+    }
+    return jsonify(
+        {
+            "results": results,
+            "model_version": service.model_version,
+            "errors": errors,
+            "usage": usage,
+        }
+    )
 
 
 @routes.post("/webhook")
