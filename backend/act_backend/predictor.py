@@ -102,6 +102,7 @@ class Predictor:
         self.fetcher = fetcher
         self.stats = Stats()
         # One pool for the process: concurrent /predict calls share the bound on LLM calls.
+        self.concurrency = concurrency
         self._pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="act-task")
 
     def check(self, spec: LabelingSpec) -> None:
@@ -149,7 +150,7 @@ class Predictor:
         if isinstance(self.critic, BatchCritic):
             yield from self._predict_batch_critic(list(tasks), spec, credentials)
             return
-        window = window or 4 * self._pool._max_workers
+        window = window or 4 * self.concurrency
         pending: set[Future[Outcome]] = set()
         try:
             for task in tasks:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Annotated, Any
@@ -290,6 +290,15 @@ def _task_progress(description: str) -> Iterator[tuple[Progress, TaskID]]:
         yield progress, progress.add_task(description, total=None)
 
 
+def _stage_progress(progress: Progress, bar: TaskID) -> Callable[[str, int, int], None]:
+    """An ``on_progress(stage, done, total)`` callback that drives one progress bar."""
+
+    def update(stage: str, done: int, total: int) -> None:
+        progress.update(bar, description=stage, completed=done, total=total)
+
+    return update
+
+
 def _print_annotate_summary(result: Any) -> None:
     table = _kv_table(f"ls-act annotate ({result.model_version})")
     table.add_row("tasks in project", str(result.n_tasks))
@@ -346,9 +355,7 @@ def review(
                 beta=beta,
                 seed=seed,
                 redraw=redraw,
-                on_progress=lambda stage, done, total: progress.update(
-                    bar, description=stage, completed=done, total=total
-                ),
+                on_progress=_stage_progress(progress, bar),
             )
         except ReviewError as exc:
             err.print(f"[red]error:[/] {exc}")
@@ -408,9 +415,7 @@ def sync(
                 lam=lam,
                 bot_users=bot_user or (),
                 full=full,
-                on_progress=lambda stage, done, total: progress.update(
-                    bar, description=stage, completed=done, total=total
-                ),
+                on_progress=_stage_progress(progress, bar),
             )
         except SyncError as exc:
             err.print(f"[red]error:[/] {exc}")
