@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 
 from act_backend.app import create_app
+from act_backend.domain import Item, MachineLabel, TaskError
 from act_backend.engines import BatchCritic, embedding
 from act_backend.engines.embedding import (
     KNN_K,
@@ -35,10 +36,8 @@ from act_backend.engines.embedding import (
     ZeroShotAnnotator,
     encoder_for,
 )
-from act_backend.errors import TaskError
 from act_backend.labeling import LabelingSpec, parse_label_config
 from act_backend.predictor import build_predictor
-from act_backend.prompting import Item, MachineLabel
 from act_backend.settings import SettingsError, load_settings
 from act_backend.testing.openai_server import OpenAIStubServer
 from tests.support import ScriptedLLM, settings_for
@@ -416,7 +415,7 @@ socket.socket.connect = refuse
 socket.create_connection = refuse
 from act_backend.engines import make_critic
 from act_backend.labeling import parse_label_config
-from act_backend.prompting import Item, MachineLabel
+from act_backend.domain import Item, MachineLabel
 from act_backend.settings import load_settings
 settings = load_settings(env={"ACT_CACHE_DIR": sys.argv[1]})
 critic = make_critic(settings, None)

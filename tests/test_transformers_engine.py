@@ -25,16 +25,16 @@ from PIL import Image  # noqa: E402
 
 from act_backend.annotator import LLMAnnotator  # noqa: E402
 from act_backend.critics import LLMCritic  # noqa: E402
+from act_backend.domain import Item, MachineLabel, TaskError  # noqa: E402
 from act_backend.engines.transformers_engine import (  # noqa: E402
     FALLBACK_TEMPLATE,
     TransformersChat,
     resolve_model,
 )
-from act_backend.errors import TaskError  # noqa: E402
 from act_backend.labeling import parse_label_config  # noqa: E402
 from act_backend.llm import ChatClient, LLMError  # noqa: E402
 from act_backend.predictor import build_predictor  # noqa: E402
-from act_backend.prompting import Item, MachineLabel, PromptBook  # noqa: E402
+from act_backend.prompting import PromptBook  # noqa: E402
 from act_backend.settings import EngineSettings, load_settings  # noqa: E402
 from tests.helpers import TEXT_CHOICES_CONFIG  # noqa: E402
 

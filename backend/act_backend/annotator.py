@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from .errors import TaskError
+from .domain import Item, MachineLabel, TaskError, Usage
 from .labeling import LabelingSpec
-from .llm import CachedChat, Completion, Usage
+from .llm import CachedChat, Completion
 from .parsing import choose_labels, json_object, text_field
-from .prompting import Item, MachineLabel, PromptBook
+from .prompting import PromptBook
 
 
 class LLMAnnotator:

@@ -16,9 +16,8 @@ from flask import Blueprint, Flask, current_app, jsonify, request
 from werkzeug.exceptions import BadRequest, HTTPException
 
 from . import __version__
-from .errors import TaskError
+from .domain import TaskError, Usage
 from .labeling import LabelingSpec, UnsupportedConfig, parse_label_config
-from .llm import Usage
 from .predictor import Credentials, Predictor, build_predictor, to_prediction
 from .settings import Settings
 from .webhook import WebhookRecorder

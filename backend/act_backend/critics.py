@@ -22,18 +22,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from .annotator import object_schema
-from .errors import TaskError
+from .domain import Critique, Item, MachineLabel, TaskError, Usage
 from .labeling import LabelingSpec
-from .llm import AnswerLogprob, CachedChat, Completion, Usage
+from .llm import AnswerLogprob, CachedChat, Completion
 from .parsing import json_object, probability_field, text_field
-from .prompting import Item, MachineLabel, PromptBook
+from .prompting import PromptBook
 from .scoring import p_yes, perplexity, suspicion_from_confidence, suspicion_from_perplexity
-
-
-@dataclass(frozen=True)
-class Critique:
-    suspicion: float
-    rationale: str
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ import openai
 from openai.types.chat import ChatCompletion
 
 from .cache import ResultCache
-from .errors import TaskError
+from .domain import TaskError, Usage
 from .settings import EngineSettings
 
 T = TypeVar("T")
@@ -26,37 +26,6 @@ T = TypeVar("T")
 
 class LLMError(TaskError):
     """An LLM call failed after the client's retries; ``kind`` says how."""
-
-
-@dataclass(frozen=True)
-class Usage:
-    """LLM calls made and their tokens; ``cached`` counts answers served from the cache."""
-
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    calls: int = 0
-    cached: int = 0
-
-    def __add__(self, other: Usage) -> Usage:
-        return Usage(
-            self.prompt_tokens + other.prompt_tokens,
-            self.completion_tokens + other.completion_tokens,
-            self.calls + other.calls,
-            self.cached + other.cached,
-        )
-
-    @property
-    def total_tokens(self) -> int:
-        return self.prompt_tokens + self.completion_tokens
-
-    def as_dict(self) -> dict[str, int]:
-        return {
-            "calls": self.calls,
-            "cached_calls": self.cached,
-            "prompt_tokens": self.prompt_tokens,
-            "completion_tokens": self.completion_tokens,
-            "total_tokens": self.total_tokens,
-        }
 
 
 @dataclass(frozen=True)

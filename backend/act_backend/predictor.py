@@ -20,13 +20,10 @@ from html.parser import HTMLParser
 from typing import Any, TypeVar
 
 from .cache import ResultCache
-from .critics import Critique
+from .domain import Critique, Item, MachineLabel, TaskError, Usage
 from .engines import Annotator, BatchCritic, Critic, make_annotator, make_critic
-from .errors import TaskError
 from .labeling import LabelingSpec
-from .llm import Usage
 from .media import MediaError, MediaFetcher
-from .prompting import Item, MachineLabel
 from .scoring import prediction_score
 from .settings import Settings
 

@@ -7,38 +7,17 @@ searched first, so a team overrides one template by dropping a file of the same 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import jinja2
 
+from .domain import Item, MachineLabel
 from .labeling import LabelingSpec
 
 PACKAGE_PROMPTS = Path(__file__).parent / "prompts"
 
 Message = dict[str, Any]
-
-
-@dataclass(frozen=True)
-class Item:
-    """A task's inputs, ready to prompt with: texts by object name and images as data URLs."""
-
-    task_id: int
-    texts: dict[str, str] = field(default_factory=dict)
-    images: dict[str, str] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class MachineLabel:
-    """What the annotator said: the labels (choices) or the answer (free text)."""
-
-    labels: tuple[str, ...] = ()
-    answer: str | None = None
-    reasoning: str | None = None
-
-    def display(self) -> str:
-        return self.answer if self.answer is not None else ", ".join(self.labels)
 
 
 class PromptBook:

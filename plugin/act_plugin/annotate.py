@@ -18,8 +18,8 @@ from typing import Any
 from label_studio_sdk import LabelStudio
 from label_studio_sdk.core.api_error import ApiError
 
+from act_backend.domain import Usage
 from act_backend.labeling import LabelingSpec, UnsupportedConfig, parse_label_config
-from act_backend.llm import Usage
 from act_backend.predictor import Credentials, Outcome, Predictor, to_prediction
 
 log = logging.getLogger(__name__)

@@ -19,11 +19,8 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from ..cache import ResultCache
-    from ..critics import Critique
-    from ..errors import TaskError
+    from ..domain import Critique, Item, MachineLabel, TaskError, Usage
     from ..labeling import LabelingSpec
-    from ..llm import Usage
-    from ..prompting import Item, MachineLabel
     from ..settings import Settings
 
 ENGINE_MODULES = {

@@ -37,11 +37,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..cache import ResultCache
-from ..critics import Critique
-from ..errors import TaskError
+from ..domain import Critique, Item, MachineLabel, TaskError, Usage
 from ..labeling import LabelingSpec
-from ..llm import Usage
-from ..prompting import Item, MachineLabel
 from ..settings import EngineSettings, Settings, SettingsError
 
 Array = NDArray[np.float32]

@@ -72,8 +72,8 @@ except ImportError as exc:  # pragma: no cover - depends on the installed extras
 from ..annotator import LLMAnnotator
 from ..cache import ResultCache
 from ..critics import LLMCritic
-from ..errors import TaskError
-from ..llm import AnswerLogprob, CachedChat, Completion, LLMError, Usage
+from ..domain import TaskError, Usage
+from ..llm import AnswerLogprob, CachedChat, Completion, LLMError
 from ..prompting import Message
 from ..scoring import normalize_token
 from ..settings import EngineSettings, Settings
