@@ -1,4 +1,4 @@
-"""The Flask app speaking Label Studio 1.23's ML-backend contract (../shared/LABEL_STUDIO.md).
+"""The Flask app speaking Label Studio 1.23's ML-backend contract.
 
 Routes stay thin: validate the request, hand it to the Service, shape the answer. No traceback
 or secret ever reaches a response or a log line.

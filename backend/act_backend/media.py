@@ -1,6 +1,6 @@
 """Turn task media references into ``data:`` URLs for an LLM, without becoming an SSRF proxy.
 
-Label Studio tasks reference images in three ways (see ``shared/LABEL_STUDIO.md``):
+Label Studio tasks reference images in three ways:
 
 * ``data:`` URLs, decoded locally;
 * paths relative to Label Studio (``/data/upload/<project>/<file>``, ``/data/local-files/?d=…``,

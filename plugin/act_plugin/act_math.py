@@ -1,7 +1,7 @@
 """The ACT math: who to send to a human, with what weight, and what the result estimates.
 
 Lin et al., "ACT as Human: Multimodal Large Language Model Data Annotation with Critical
-Thinking", NeurIPS 2025, arXiv:2511.09833. See /work/shared/ACT_METHOD.md.
+Thinking", NeurIPS 2025, arXiv:2511.09833. See docs/method.md.
 
 Pure NumPy: arrays in, arrays or numbers out; no I/O, no torch. Every public function validates
 its inputs once (``ValueError`` quoting the bad value) and then calls a private ``_compute``

@@ -1,6 +1,6 @@
 """Run a real Label Studio (1.23.x) server on 127.0.0.1 for end-to-end tests and `ls-act demo`.
 
-The server is started the way /work/shared/LABEL_STUDIO.md describes: headless, telemetry off,
+The server is started the way docs/label-studio.md describes: headless, telemetry off,
 loopback only, SSRF protection off (our ML backend lives on 127.0.0.1 too), a fixed admin user
 and a legacy API token. Credentials are remembered in the data dir, because Label Studio applies
 ``--user-token`` and ``--password`` only when it first creates the user.

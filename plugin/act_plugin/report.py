@@ -1,7 +1,7 @@
 """An ACT report: how good the machine labels are, how well the critic ranked them, what was saved.
 
 Lin et al., "ACT as Human: Multimodal Large Language Model Data Annotation with Critical
-Thinking", NeurIPS 2025, arXiv:2511.09833. See /work/shared/ACT_METHOD.md.
+Thinking", NeurIPS 2025, arXiv:2511.09833. See docs/method.md.
 
 Two steps, as in cleanlab's scoring/report split:
 

@@ -1,6 +1,6 @@
 """A harness that checks the ACT paper's claims on real data available offline.
 
-Lin et al., "ACT as Human", NeurIPS 2025, arXiv:2511.09833 (see /work/shared/ACT_METHOD.md).
+Lin et al., "ACT as Human", NeurIPS 2025, arXiv:2511.09833 (see docs/method.md).
 Per data set and seed: annotate → criticize → review (simulated: the true labels answer as the
 human) → train a downstream model on the ACT loss → test it on a held-out split; for full human,
 full machine, each ACT sampling rule, ours (rule + floor), random review and top-B review without

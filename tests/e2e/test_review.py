@@ -1,0 +1,255 @@
+"""End to end: draw the review sample against a real Label Studio 1.23.2 and read it back."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from act_plugin import ls_tasks, review
+from act_plugin.act_math import inclusion_probabilities
+from act_plugin.review import (
+    REVIEW_VIEW_TITLE,
+    SUSPICIOUS_VIEW_TITLE,
+    DrawParams,
+    ReviewError,
+    compute_draw,
+    draw_sample,
+)
+from tests.support.faulty_proxy import FaultyProxy
+from tests.support.projects import (
+    CHOICES,
+    MODEL_VERSION,
+    choice,
+    client_at,
+    ls_http,
+    read_tasks,
+    task_ids,
+    view_task_ids,
+    write_act_predictions,
+)
+
+pytestmark = pytest.mark.e2e
+
+N_TASKS = 20
+ACT_KEYS = {
+    "draw_id", "rule", "budget", "floor", "beta", "seed", "model_version", "drawn_at",
+    "n_tasks", "suspicion", "pi", "delta",
+}  # fmt: skip
+
+
+@pytest.fixture
+def act_project(ls_client, make_project):
+    """20 tasks with distinct suspicions; every third written as the ML backend does."""
+    project_id = make_project(CHOICES, [{"text": f"item {i}"} for i in range(N_TASKS)])
+    ids = task_ids(ls_client, project_id)
+    suspicion = {t: round(0.03 + 0.047 * ((7 * k) % N_TASKS), 3) for k, t in enumerate(ids)}
+    write_act_predictions(ls_client, suspicion, backend_style=set(ids[::3]))
+    ls_client.projects.update(id=project_id, model_version=MODEL_VERSION)
+    return project_id, suspicion
+
+
+def act_metas(client, project_id):
+    return {t: task["meta"].get("act") for t, task in read_tasks(client, project_id).items()}
+
+
+def sample_views(http, project_id, title=REVIEW_VIEW_TITLE):
+    views = http.get("/api/dm/views", params={"project": project_id}).json()
+    return [v for v in views if v["data"].get("title") == title]
+
+
+def test_draw_is_stored_in_meta_and_read_back_by_another_client(
+    act_project, ls_client, label_studio
+):
+    project_id, suspicion = act_project
+    some_task = min(suspicion)
+    ls_client.tasks.update(id=some_task, meta={"source": "import-7"})
+
+    draw = draw_sample(ls_client, project_id, budget=6, rule="exponential", floor=0.2, seed=11)
+
+    other = label_studio.client()  # a fresh client, as on another machine
+    tasks = read_tasks(other, project_id)
+    assert tasks[some_task]["meta"]["source"] == "import-7"  # other meta keys kept
+    ids = sorted(tasks)
+    acts = [tasks[t]["meta"]["act"] for t in ids]
+    assert all(set(a) == ACT_KEYS for a in acts)
+    assert {a["draw_id"] for a in acts} == {draw.draw_id}
+    assert all(
+        (a["rule"], a["budget"], a["floor"], a["beta"], a["seed"], a["model_version"])
+        == ("exponential", 6, 0.2, 10.0, 11, MODEL_VERSION)
+        for a in acts
+    )
+    assert [a["suspicion"] for a in acts] == pytest.approx([suspicion[t] for t in ids])
+    pi = np.array([a["pi"] for a in acts])
+    delta = np.array([a["delta"] for a in acts])
+    # budget accounting: Σπ = B, δ ~ Bernoulli(π) from the recorded seed, tasks ordered by id
+    assert pi.sum() == pytest.approx(6.0, abs=1e-6)
+    assert draw.expected == pytest.approx(6.0, abs=1e-6)
+    assert (pi >= 0.2 * 6 / N_TASKS - 1e-9).all()  # the floor share
+    np.testing.assert_array_equal(delta == 1, np.random.default_rng(11).random(N_TASKS) < pi)
+    order = np.argsort([suspicion[t] for t in ids])
+    assert (np.diff(pi[order]) >= -1e-12).all()  # more suspicious, more likely reviewed
+    assert draw.drawn == int(delta.sum())
+    assert draw.task_ids == tuple(t for t, d in zip(ids, delta, strict=True) if d == 1)
+    assert (draw.n_tasks, draw.n_without_prediction, draw.reused) == (N_TASKS, 0, False)
+    # same π from the stored parameters, computed here
+    expected_pi = inclusion_probabilities(
+        [suspicion[t] for t in ids], 6, rule="exponential", floor=0.2, beta=10.0
+    )
+    np.testing.assert_allclose(pi, expected_pi, atol=1e-9)
+
+
+def test_rerun_keeps_the_draw_and_redraw_replaces_it(act_project, ls_client, label_studio):
+    project_id, _ = act_project
+    http = ls_http(label_studio)
+    first = draw_sample(ls_client, project_id, budget=5, seed=1)
+    before = read_tasks(ls_client, project_id)
+
+    again = draw_sample(ls_client, project_id, budget=3, rule="uniform", seed=99)
+
+    assert again.reused and "redraw" in again.note
+    assert (again.draw_id, again.budget, again.rule, again.seed) == (
+        first.draw_id,
+        5,
+        first.rule,
+        1,
+    )
+    assert again.task_ids == first.task_ids and again.view_id == first.view_id
+    after = read_tasks(ls_client, project_id)
+    assert {t: (x["meta"], x["updated_at"]) for t, x in after.items()} == {
+        t: (x["meta"], x["updated_at"]) for t, x in before.items()
+    }  # not a single task written
+
+    new = draw_sample(ls_client, project_id, budget=5, rule="uniform", seed=2, redraw=True)
+
+    assert not new.reused and new.draw_id != first.draw_id
+    acts = act_metas(ls_client, project_id)
+    assert {a["draw_id"] for a in acts.values()} == {new.draw_id}
+    assert {a["rule"] for a in acts.values()} == {"uniform"}
+    views = sample_views(http, project_id)
+    assert [v["id"] for v in views] == [new.view_id]  # the old sample view is gone
+    assert sorted(view_task_ids(http, project_id, new.view_id)) == list(new.task_ids)
+    suspicious = sample_views(http, project_id, SUSPICIOUS_VIEW_TITLE)
+    assert [v["id"] for v in suspicious] == [first.suspicious_view_id] == [new.suspicious_view_id]
+
+
+def test_thresholded_picks_the_top_b_and_the_view_lists_exactly_the_sample(
+    act_project, ls_client, label_studio
+):
+    project_id, suspicion = act_project
+    http = ls_http(label_studio)
+    draw = draw_sample(ls_client, project_id, budget=5, rule="thresholded", floor=0.0, seed=0)
+
+    by_suspicion = sorted(suspicion, key=lambda t: -suspicion[t])
+    top = by_suspicion[:5]
+    assert draw.task_ids == tuple(sorted(top))
+    assert draw.expected == 5.0 and draw.drawn == 5
+    acts = act_metas(ls_client, project_id)
+    assert {t for t, a in acts.items() if a["pi"] == 1.0} == set(top)
+    assert {t for t, a in acts.items() if a["pi"] == 0.0} == set(suspicion) - set(top)
+
+    # the view shows exactly the sample, most suspicious first; so does the labeling stream
+    assert view_task_ids(http, project_id, draw.view_id) == top
+    next_task = http.get(f"/api/projects/{project_id}/next", params={"view": draw.view_id})
+    assert next_task.json()["id"] == top[0]
+    ls_client.annotations.create(id=top[0], result=choice("negative"))
+    next_task = http.get(f"/api/projects/{project_id}/next", params={"view": draw.view_id})
+    assert next_task.json()["id"] == top[1]
+    # all tasks, most suspicious first
+    assert view_task_ids(http, project_id, draw.suspicious_view_id) == by_suspicion
+
+
+def test_budget_fraction_and_tasks_without_an_act_prediction(ls_client, make_project):
+    tasks = [{"text": f"item {i}"} for i in range(N_TASKS + 3)]
+    project_id = make_project(CHOICES, tasks)
+    ids = task_ids(ls_client, project_id)
+    act_ids, others = ids[:N_TASKS], ids[N_TASKS:]
+    write_act_predictions(ls_client, {t: 0.01 * (k + 1) for k, t in enumerate(act_ids)})
+    write_act_predictions(ls_client, {others[0]: 0.5}, model_version="another-model")
+    ls_client.projects.update(id=project_id, model_version=MODEL_VERSION)
+
+    draw = draw_sample(ls_client, project_id, budget=0.25, rule="normalized", floor=0.1, seed=5)
+
+    assert draw.n_without_prediction == 3 and draw.n_tasks == N_TASKS
+    assert draw.expected == pytest.approx(0.25 * N_TASKS, abs=1e-6)
+    acts = act_metas(ls_client, project_id)
+    assert all(acts[t] is None for t in others)
+    assert sum(acts[t]["pi"] for t in act_ids) == pytest.approx(5.0, abs=1e-6)
+
+
+def test_an_empty_sample_gives_an_empty_view(act_project, ls_client, label_studio):
+    project_id, _ = act_project
+    pi = np.full(N_TASKS, 1 / N_TASKS)
+    seed = next(s for s in range(1000) if not (np.random.default_rng(s).random(N_TASKS) < pi).any())
+    draw = draw_sample(ls_client, project_id, budget=1, rule="uniform", floor=0.0, seed=seed)
+    assert draw.drawn == 0 and draw.task_ids == ()
+    assert view_task_ids(ls_http(label_studio), project_id, draw.view_id) == []
+
+
+def test_clear_errors(act_project, ls_client, make_project):
+    project_id, _ = act_project
+    for budget in (0, -2, 1.5, 1.0, 0.0, True, "5", N_TASKS + 1):
+        with pytest.raises(ReviewError, match="budget"):
+            draw_sample(ls_client, project_id, budget=budget)
+    with pytest.raises(ReviewError, match="rule must be one of"):
+        draw_sample(ls_client, project_id, budget=3, rule="random")
+    with pytest.raises(ReviewError, match="ls-act annotate"):
+        draw_sample(ls_client, project_id, budget=3, model_version="not-there")
+    empty = make_project(CHOICES, [{"text": "a"}, {"text": "b"}])
+    with pytest.raises(ReviewError, match="run `ls-act annotate` first"):
+        draw_sample(ls_client, empty, budget=1)
+    assert all(a is None for a in act_metas(ls_client, project_id).values())  # nothing written
+
+
+def test_an_interrupted_draw_is_finished_and_never_mixed(
+    act_project, ls_client, label_studio, monkeypatch
+):
+    project_id, suspicion = act_project
+    monkeypatch.setattr(ls_tasks, "RETRY_DELAYS", (0.01,))
+    monkeypatch.setattr(review, "WRITE_RETRIES", 0)
+    # project, task list, views, then 8 meta writes succeed; the 9th write fails
+    with FaultyProxy(label_studio.url, fail_after=3 + 8) as proxy:
+        flaky = client_at(proxy.url, label_studio.token)
+        with pytest.raises(ReviewError, match=r"8 of 20 written.*again"):
+            draw_sample(flaky, project_id, budget=4, rule="exponential", seed=None)
+    partial = {t: a for t, a in act_metas(ls_client, project_id).items() if a}
+    assert len(partial) == 8 and len({a["draw_id"] for a in partial.values()}) == 1
+    draw_id = next(iter(partial.values()))["draw_id"]
+    seed = next(iter(partial.values()))["seed"]  # the random seed was recorded
+
+    # the next run (other options, no redraw) finishes that draw instead of starting another
+    finished = draw_sample(ls_client, project_id, budget=7, rule="uniform")
+
+    assert finished.draw_id == draw_id and "finished" in finished.note and not finished.reused
+    acts = act_metas(ls_client, project_id)
+    ids = sorted(acts)
+    assert {a["draw_id"] for a in acts.values()} == {draw_id}
+    assert {t: acts[t] for t in partial} == partial  # the written part is untouched
+    params = DrawParams("exponential", 4, review.DEFAULT_FLOOR, 10.0, seed, MODEL_VERSION)
+    pi, delta = compute_draw([suspicion[t] for t in ids], params)
+    assert [acts[t]["pi"] for t in ids] == pytest.approx(list(pi), abs=1e-12)
+    assert [acts[t]["delta"] for t in ids] == [int(d) for d in delta]
+    assert finished.task_ids == tuple(t for t, d in zip(ids, delta, strict=True) if d)
+
+
+def test_an_interrupted_draw_over_changed_tasks_is_redone(
+    act_project, ls_client, label_studio, monkeypatch
+):
+    project_id, _ = act_project
+    monkeypatch.setattr(ls_tasks, "RETRY_DELAYS", (0.01,))
+    monkeypatch.setattr(review, "WRITE_RETRIES", 0)
+    with FaultyProxy(label_studio.url, fail_after=3 + 5, mode="close") as proxy:
+        flaky = client_at(proxy.url, label_studio.token)
+        with pytest.raises(ReviewError, match="5 of 20 written"):
+            draw_sample(flaky, project_id, budget=4, seed=3)
+    partial = {t: a for t, a in act_metas(ls_client, project_id).items() if a}
+    stale = {a["draw_id"] for a in partial.values()}
+    assert len(partial) == 5 and len(stale) == 1
+    # a newer ACT prediction changes the suspicion of a task already written: the partial draw
+    # cannot be completed consistently any more (a change elsewhere that leaves the written π
+    # and δ as they are is simply taken into the finished draw)
+    write_act_predictions(ls_client, {min(partial): 0.999})
+
+    redone = draw_sample(ls_client, project_id, budget=4, seed=3)
+
+    assert redone.draw_id not in stale and "could not be finished" in redone.note
+    assert {a["draw_id"] for a in act_metas(ls_client, project_id).values()} == {redone.draw_id}

@@ -1,0 +1,142 @@
+"""`ls-act serve` as a user runs it: gunicorn (or the dev server) in its own process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from act_backend.testing.openai_server import OpenAIStubServer
+from tests.support.fixtures import fixture
+from tests.support.llm import ScriptedLLM
+
+LS_ACT = [sys.executable, "-c", "from act_plugin.cli import app; app()"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _start(
+    args: list[str], env: dict[str, str], log: Path, auth: tuple[str, str] | None = None
+) -> tuple[subprocess.Popen, str]:
+    port = _free_port()
+    proc = subprocess.Popen(
+        [*LS_ACT, "serve", "--host", "127.0.0.1", "--port", str(port), *args],
+        env=env,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"ls-act serve exited: {log.read_text()[-2000:]}")
+        try:
+            if requests.get(url + "/health", timeout=1, auth=auth).ok:
+                return proc, url
+        except requests.ConnectionError:
+            time.sleep(0.1)
+    proc.kill()
+    pytest.fail(f"ls-act serve did not come up: {log.read_text()[-2000:]}")
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def llm():
+    with OpenAIStubServer(responder=ScriptedLLM(default_label="positive")) as server:
+        yield server
+
+
+def _env(llm: OpenAIStubServer, tmp_path: Path, **extra: str) -> dict[str, str]:
+    keep = {k: v for k, v in os.environ.items() if not k.startswith(("ACT_", "OPENAI_"))}
+    return {
+        **keep,
+        "OPENAI_BASE_URL": llm.base_url,
+        "OPENAI_API_KEY": "sk-serve-secret",
+        "XDG_CACHE_HOME": str(tmp_path / "xdg"),
+        **extra,
+    }
+
+
+@pytest.mark.parametrize("mode", [[], ["--dev"]], ids=["gunicorn", "dev"])
+def test_serve_with_only_openai_variables(llm, tmp_path, mode):
+    proc, url = _start(mode, _env(llm, tmp_path), tmp_path / "serve.log")
+    try:
+        health = requests.get(url + "/health", timeout=5).json()
+        assert health["model_version"] == "act-gpt-4o+gpt-4o-mini-cot"
+        body = fixture("backend_POST_predict_retrieve_text.json")["request"]["json_body"]
+        reply = requests.post(url + "/predict", json=body, timeout=60).json()
+        assert len(reply["results"]) == len(body["tasks"]) and reply["errors"] == []
+        assert {r.model for r in llm.requests} == {"gpt-4o", "gpt-4o-mini"}
+        # /setup keeps answering while a slow batch is running
+        llm.set_latency(1.0)
+        slow = threading.Thread(
+            target=requests.post,
+            args=(url + "/predict",),
+            kwargs={
+                "json": {
+                    **body,
+                    "tasks": [
+                        dict(t, data={"text": t["data"]["text"] + "!"}) for t in body["tasks"]
+                    ],
+                },
+                "timeout": 60,
+            },
+        )
+        slow.start()
+        time.sleep(0.3)
+        started = time.monotonic()
+        setup = requests.post(
+            url + "/setup",
+            json=fixture("backend_POST_setup.json")["request"]["json_body"],
+            timeout=3,
+        )
+        assert setup.ok and time.monotonic() - started < 3
+        slow.join()
+    finally:
+        _stop(proc)
+    log = (tmp_path / "serve.log").read_text()
+    assert "sk-serve-secret" not in log
+    assert (tmp_path / "xdg" / "label-studio-act" / "llm-cache.sqlite3").exists()
+
+
+def test_basic_auth_guards_every_route(llm, tmp_path):
+    env = _env(llm, tmp_path, ACT_BASIC_AUTH_USER="ls", ACT_BASIC_AUTH_PASSWORD="pw")
+    proc, url = _start([], env, tmp_path / "serve.log", auth=("ls", "pw"))
+    try:
+        for method, path in [
+            ("GET", "/"),
+            ("GET", "/health"),
+            ("POST", "/setup"),
+            ("POST", "/predict"),
+            ("POST", "/webhook"),
+            ("GET", "/versions"),
+        ]:
+            denied = requests.request(method, url + path, json={}, timeout=5)
+            assert denied.status_code == 401, path
+            assert denied.headers["WWW-Authenticate"].startswith("Basic")
+            wrong = requests.request(method, url + path, json={}, auth=("ls", "nope"), timeout=5)
+            assert wrong.status_code == 401, path
+        ok = requests.post(url + "/setup", json={"project": "1.1"}, auth=("ls", "pw"), timeout=5)
+        assert ok.status_code == 200
+    finally:
+        _stop(proc)
