@@ -1,6 +1,7 @@
 """Critic strategies: each turns (item, machine label) into a suspicion ε̂ in [0, 1] and a rationale.
 
-Black-box strategies (ACT paper, Lin et al., NeurIPS 2025, arXiv:2511.09833) ask a chat model for a judgement:
+Black-box strategies (the ACT paper: Lin et al., NeurIPS 2025, arXiv:2511.09833) ask a chat
+model for a judgement:
 - ``naive``: the probability that the annotation is wrong, no reasoning asked for.
 - ``confidence``: the confidence c that it is right; ε̂ = 1 − c.
 - ``cot``: reason step by step first, then the probability that it is wrong.

@@ -34,6 +34,18 @@ from statistics import NormalDist
 import numpy as np
 import numpy.typing as npt
 
+from act_plugin.validation import (
+    as_finite,
+    as_indicator,
+    as_review,
+    as_unit,
+    as_vector,
+    budget_count,
+    check_lam,
+    check_real,
+    first_bad,
+)
+
 __all__ = [
     "DEFAULT_BETA",
     "DEFAULT_FLOOR",
@@ -60,108 +72,6 @@ _BISECTION_STEPS = 200  # more than enough to exhaust double precision on any br
 
 class UndefinedMetricWarning(UserWarning):
     """A metric is undefined for the given data (e.g. AUROC with one class); NaN is returned."""
-
-
-# --------------------------------------------------------------------------------------------
-# Validation helpers (the public edge)
-# --------------------------------------------------------------------------------------------
-
-
-def _first_bad(values: np.ndarray, bad: np.ndarray, name: str, requirement: str) -> str:
-    index = int(np.flatnonzero(bad)[0])
-    return f"{name} must {requirement}; got {values[index].item()!r} at index {index}"
-
-
-def _as_vector(values: npt.ArrayLike, name: str, *, n: int | None = None) -> np.ndarray:
-    """A non-empty 1-D float array of finite numbers (of length ``n`` when given)."""
-    try:
-        array = np.asarray(values, dtype=float)
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{name} must be an array of numbers; got {values!r:.200}") from err
-    if array.ndim != 1:
-        raise ValueError(f"{name} must be 1-D; got shape {array.shape}")
-    if array.size == 0:
-        raise ValueError(f"{name} must not be empty")
-    if n is not None and array.size != n:
-        raise ValueError(f"{name} must have length {n} (one entry per item); got {array.size}")
-    return array
-
-
-def _as_finite(values: npt.ArrayLike, name: str, *, n: int | None = None) -> np.ndarray:
-    array = _as_vector(values, name, n=n)
-    bad = ~np.isfinite(array)
-    if bad.any():
-        raise ValueError(_first_bad(array, bad, name, "be finite"))
-    return array
-
-
-def _as_unit(values: npt.ArrayLike, name: str, *, n: int | None = None) -> np.ndarray:
-    """A 1-D float array with every entry in [0, 1]."""
-    array = _as_vector(values, name, n=n)
-    bad = ~((array >= 0.0) & (array <= 1.0))  # also catches NaN
-    if bad.any():
-        raise ValueError(_first_bad(array, bad, name, "lie in [0, 1]"))
-    return array
-
-
-def _as_indicator(values: npt.ArrayLike, name: str, *, n: int | None = None) -> np.ndarray:
-    """A 1-D bool array from booleans or numbers that are exactly 0 or 1."""
-    array = _as_vector(values, name, n=n)
-    bad = ~((array == 0.0) | (array == 1.0))
-    if bad.any():
-        raise ValueError(_first_bad(array, bad, name, "be 0/1 or boolean"))
-    return array == 1.0
-
-
-def _as_review(delta: npt.ArrayLike, pi: npt.ArrayLike) -> tuple[np.ndarray, np.ndarray]:
-    """Validated (δ, π): same length, π ∈ [0, 1], and π > 0 wherever δ = 1."""
-    pi_array = _as_unit(pi, "pi")
-    delta_array = _as_indicator(delta, "delta", n=pi_array.size)
-    bad = delta_array & (pi_array == 0.0)
-    if bad.any():
-        index = int(np.flatnonzero(bad)[0])
-        raise ValueError(
-            f"delta is 1 where pi is 0 (index {index}): an item drawn with probability 0 "
-            "cannot have been reviewed"
-        )
-    return delta_array, pi_array
-
-
-def _check_real(value: object, name: str, *, low: float, high: float, closed: str) -> float:
-    """``value`` as a float in the interval [low, high] with ends open/closed per ``closed``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise ValueError(f"{name} must be a number; got {value!r}")
-    number = float(value)
-    low_ok = number >= low if closed in ("both", "left") else number > low
-    high_ok = number <= high if closed in ("both", "right") else number < high
-    if math.isnan(number) or not (low_ok and high_ok):
-        left = "[" if closed in ("both", "left") else "("
-        right = "]" if closed in ("both", "right") else ")"
-        raise ValueError(f"{name} must lie in {left}{low}, {high}{right}; got {value!r}")
-    return number
-
-
-def _check_lam(lam: object) -> float:
-    return _check_real(lam, "lam", low=0.0, high=1.0, closed="both")
-
-
-def _budget_count(budget: object, n: int) -> float:
-    """B as an expected count: an int in [1, N], or a float fraction in (0, 1) times N."""
-    if isinstance(budget, (int, np.integer)) and not isinstance(budget, bool):
-        if not 1 <= budget <= n:
-            raise ValueError(
-                f"budget as a count must be an int from 1 to N={n} (the number of items); "
-                f"got {budget!r}"
-            )
-        return float(budget)
-    if isinstance(budget, (float, np.floating)):
-        if not 0.0 < budget < 1.0:
-            raise ValueError(
-                "budget as a float is a fraction of the items and must lie in (0, 1); "
-                f"got {budget!r} (pass an int for a count)"
-            )
-        return float(budget) * n
-    raise ValueError(f"budget must be an int count or a float fraction in (0, 1); got {budget!r}")
 
 
 def _round_half_up(value: float) -> int:
@@ -346,13 +256,13 @@ def inclusion_probabilities(
     >>> pi.round(3), round(float(pi.sum()), 9)
     (array([1.  , 0.25, 0.25, 0.25, 0.25]), 2.0)
     """
-    eps = _as_unit(suspicion, "suspicion")
+    eps = as_unit(suspicion, "suspicion")
     n = eps.size
-    b = _budget_count(budget, n)
+    b = budget_count(budget, n)
     if not isinstance(rule, str) or rule not in _RULES:
         raise ValueError(f"rule must be one of {list(SAMPLING_RULES)}; got {rule!r}")
-    rho = _check_real(floor, "floor", low=0.0, high=1.0, closed="left")
-    beta_value = _check_real(beta, "beta", low=0.0, high=math.inf, closed="neither")
+    rho = check_real(floor, "floor", low=0.0, high=1.0, closed="left")
+    beta_value = check_real(beta, "beta", low=0.0, high=math.inf, closed="neither")
     if rule == "normalized" and rho == 0.0 and float(eps.sum()) == 0.0:
         raise ValueError(
             "the normalized rule needs a positive total suspicion; got all-zero suspicion "
@@ -400,7 +310,7 @@ def draw_review(
     >>> bool((draw_review([0.3] * 50, seed=7) == draw_review([0.3] * 50, seed=7)).all())
     True
     """
-    probabilities = _as_unit(pi, "pi")
+    probabilities = as_unit(pi, "pi")
     if isinstance(seed, bool) or not (
         seed is None
         or isinstance(seed, (int, np.integer, np.random.SeedSequence, np.random.Generator))
@@ -454,8 +364,8 @@ def act_weights(
     >>> w_m, w_h
     (array([-1.,  1.,  0.]), array([2., 0., 1.]))
     """
-    delta_array, pi_array = _as_review(delta, pi)
-    return _compute_weights(delta_array, pi_array, _check_lam(lam))
+    delta_array, pi_array = as_review(delta, pi)
+    return _compute_weights(delta_array, pi_array, check_lam(lam))
 
 
 def _compute_weights(
@@ -504,14 +414,14 @@ def act_loss_estimate(
     >>> act_loss_estimate([0.2, 0.4], [float("nan"), 1.0], [0, 1], [0.5, 0.5])
     0.9
     """
-    delta_array, pi_array = _as_review(delta, pi)
+    delta_array, pi_array = as_review(delta, pi)
     n = pi_array.size
-    machine = _as_finite(machine_loss, "machine_loss", n=n)
-    human = _as_vector(human_loss, "human_loss", n=n)
+    machine = as_finite(machine_loss, "machine_loss", n=n)
+    human = as_vector(human_loss, "human_loss", n=n)
     bad = delta_array & ~np.isfinite(human)
     if bad.any():
-        raise ValueError(_first_bad(human, bad, "human_loss", "be finite where delta is 1"))
-    return _compute_loss(machine, human, delta_array, pi_array, _check_lam(lam))
+        raise ValueError(first_bad(human, bad, "human_loss", "be finite where delta is 1"))
+    return _compute_loss(machine, human, delta_array, pi_array, check_lam(lam))
 
 
 def _compute_loss(
@@ -607,14 +517,14 @@ def accuracy_estimate(
     >>> round(est.stderr, 4), round(est.ci_low, 4), est.ci_high
     (0.3536, 0.0, 1.0)
     """
-    delta_array, pi_array = _as_review(delta, pi)
+    delta_array, pi_array = as_review(delta, pi)
     n = pi_array.size
     machine = list(machine_labels)
     human = list(human_labels)
     for name, labels in (("machine_labels", machine), ("human_labels", human)):
         if len(labels) != n:
             raise ValueError(f"{name} must have length {n} (one per item); got {len(labels)}")
-    level = _check_real(confidence, "confidence", low=0.0, high=1.0, closed="neither")
+    level = check_real(confidence, "confidence", low=0.0, high=1.0, closed="neither")
     wrong = np.array(
         [bool(delta_array[i] and machine[i] != human[i]) for i in range(n)], dtype=bool
     )
@@ -649,8 +559,8 @@ def _compute_accuracy(
 def _scores_and_labels(
     suspicion: npt.ArrayLike, is_wrong: npt.ArrayLike
 ) -> tuple[np.ndarray, np.ndarray]:
-    scores = _as_finite(suspicion, "suspicion")
-    return scores, _as_indicator(is_wrong, "is_wrong", n=scores.size)
+    scores = as_finite(suspicion, "suspicion")
+    return scores, as_indicator(is_wrong, "is_wrong", n=scores.size)
 
 
 def _average_ranks(values: np.ndarray) -> np.ndarray:
@@ -773,7 +683,7 @@ def recall_at_fraction(
     0.5
     """
     scores, wrong = _scores_and_labels(suspicion, is_wrong)
-    share = _check_real(fraction, "fraction", low=0.0, high=1.0, closed="right")
+    share = check_real(fraction, "fraction", low=0.0, high=1.0, closed="right")
     n_wrong = int(wrong.sum())
     if n_wrong == 0:
         warnings.warn(

@@ -48,7 +48,6 @@ import hashlib
 import io
 import json
 import logging
-import math
 import os
 import shutil
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -72,6 +71,7 @@ from act_plugin.ls_tasks import (
     resolve_model_version,
     suspicion_of,
 )
+from act_plugin.validation import check_lam
 
 __all__ = [
     "COLUMNS",
@@ -506,14 +506,10 @@ def _check_formats(formats: Sequence[str]) -> tuple[str, ...]:
 
 
 def _check_lam(lam: object) -> float:
-    if (
-        isinstance(lam, bool)
-        or not isinstance(lam, (int, float))
-        or not math.isfinite(lam)
-        or not 0.0 <= lam <= 1.0
-    ):
-        raise SyncError(f"lam must be a number in [0, 1]; got {lam!r}")
-    return float(lam)
+    try:
+        return check_lam(lam)
+    except ValueError as err:
+        raise SyncError(str(err)) from None
 
 
 def _check_bots(bot_users: Iterable[int]) -> set[int]:

@@ -24,6 +24,7 @@ import numpy as np
 import numpy.typing as npt
 
 from act_plugin.act_math import act_weights
+from act_plugin.validation import check_lam
 
 if TYPE_CHECKING:
     import torch
@@ -32,15 +33,6 @@ if TYPE_CHECKING:
     ACTLoss: Any
 
 __all__ = ["ACTLoss", "expand_rows"]
-
-
-def _check_lam(lam: object) -> float:
-    """λ as a float in [0, 1]; ValueError quoting it otherwise."""
-    if isinstance(lam, bool) or not isinstance(lam, (int, float, np.integer, np.floating)):
-        raise ValueError(f"lam must be a number in [0, 1]; got {lam!r}")
-    if not 0.0 <= float(lam) <= 1.0:  # also rejects NaN
-        raise ValueError(f"lam must lie in [0, 1]; got {lam!r}")
-    return float(lam)
 
 
 def expand_rows(
@@ -179,7 +171,7 @@ def _build_act_loss() -> type:
                 if not isinstance(value, bool):
                     raise ValueError(f"{name} must be a bool; got {value!r}")
             self.multi_label = multi_label
-            self.lam = _check_lam(lam)
+            self.lam = check_lam(lam)
             self.clip = clip
 
         def extra_repr(self) -> str:
@@ -217,7 +209,7 @@ def _build_act_loss() -> type:
             torch.Tensor
                 A 0-dim tensor; lower is better. Not bounded below by 0 when some δ_i/π_i > 1.
             """
-            lam_value = self.lam if lam is None else _check_lam(lam)
+            lam_value = self.lam if lam is None else check_lam(lam)
             machine, human, reviewed, ratio = self._validated(
                 logits, machine_targets, human_targets, delta, pi
             )
