@@ -5,7 +5,9 @@ Thinking", NeurIPS 2025, arXiv:2511.09833. See docs/method.md.
 
 Pure NumPy: arrays in, arrays or numbers out; no I/O, no torch. Every public function validates
 its inputs once (``ValueError`` quoting the bad value) and then calls a private ``_compute``
-helper that assumes them valid. Data are positional, options keyword-only, randomness only
+helper that assumes them valid. The one exception is :func:`act_terms`, the ACT loss's per-item
+formula in plain arithmetic, shared with ``training.ACTLoss`` on torch tensors: its callers
+validate. Data are positional, options keyword-only, randomness only
 through an explicit ``seed``.
 
 Notation
@@ -30,6 +32,7 @@ import warnings
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
+from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -54,6 +57,7 @@ __all__ = [
     "UndefinedMetricWarning",
     "accuracy_estimate",
     "act_loss_estimate",
+    "act_terms",
     "act_weights",
     "auroc",
     "draw_review",
@@ -68,6 +72,9 @@ DEFAULT_FLOOR = 0.1
 DEFAULT_BETA = 10.0
 
 _BISECTION_STEPS = 200  # more than enough to exhaust double precision on any bracket
+
+#: A NumPy array or a torch tensor: anything with elementwise ``+ − ×`` and ``.clip(min=)``.
+ArrayT = TypeVar("ArrayT")
 
 
 class UndefinedMetricWarning(UserWarning):
@@ -427,9 +434,36 @@ def act_loss_estimate(
 def _compute_loss(
     machine: np.ndarray, human: np.ndarray, delta: np.ndarray, pi: np.ndarray, lam: float
 ) -> float:
-    ratio = _inverse_weight(delta, pi)
-    correction = (np.where(delta, human, 0.0) - lam * machine) * ratio  # 0 where δ = 0
-    return float(np.mean(lam * machine + correction))
+    human_read = np.where(delta, human, 0.0)  # ℓ_i is only read where δ_i = 1 (may be NaN)
+    return float(np.mean(act_terms(machine, human_read, _inverse_weight(delta, pi), lam=lam)))
+
+
+def act_terms(
+    machine_loss: ArrayT, human_loss: ArrayT, ratio: ArrayT, *, lam: float, clip: bool = False
+) -> ArrayT:
+    """Per-item terms of the ACT loss, whose mean over the N items is the loss:
+
+        t_i = λ ℓᵐ_i + (ℓ_i − λ ℓᵐ_i) · δ_i / π_i,      clipped: max(0, t_i).
+
+    Plain arithmetic, so it runs on NumPy arrays and on torch tensors (keeping autograd) alike;
+    nothing is validated. ``ratio`` is δ_i/π_i with 0 where δ_i = 0, and ``human_loss`` must be
+    finite everywhere (fill unreviewed items with any finite loss: it is multiplied by 0).
+
+    The plain terms give the unbiased estimate of :func:`act_loss_estimate`, but a reviewed item
+    with π_i < 1 whose human label disagrees makes t_i unbounded below as ℓᵐ_i grows. Clipping
+    at 0 stops that item pulling once ℓ_i ≤ (1 − π_i) λ ℓᵐ_i (the model prefers the human label),
+    at the price of exact unbiasedness; items with δ_i = 0 or ℓ_i = ℓᵐ_i are unchanged.
+
+    Examples
+    --------
+    >>> machine, human, ratio = np.array([0.2, 0.4]), np.array([0.0, 1.0]), np.array([0.0, 2.0])
+    >>> act_terms(machine, human, ratio, lam=1.0)
+    array([0.2, 1.6])
+    >>> act_terms(np.array([3.0]), np.array([0.5]), np.array([2.0]), lam=1.0, clip=True)
+    array([0.])
+    """
+    terms = lam * machine_loss + (human_loss - lam * machine_loss) * ratio
+    return terms.clip(min=0.0) if clip else terms
 
 
 @dataclass(frozen=True)

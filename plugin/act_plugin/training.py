@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from act_plugin.act_math import act_weights
+from act_plugin.act_math import act_terms, act_weights
 from act_plugin.validation import check_lam
 
 if TYPE_CHECKING:
@@ -32,7 +32,10 @@ if TYPE_CHECKING:
     #: Built on first access by the module ``__getattr__`` below (keeps torch optional).
     ACTLoss: Any
 
-__all__ = ["ACTLoss", "expand_rows"]
+__all__ = ["REDUCTIONS", "ACTLoss", "expand_rows"]
+
+#: Accepted ``ACTLoss(reduction=...)``: the mean loss, or the per-item terms.
+REDUCTIONS: tuple[str, ...] = ("mean", "none")
 
 
 def expand_rows(
@@ -150,6 +153,9 @@ def _build_act_loss() -> type:
             model already prefers the human label. It gives up exact unbiasedness; in our
             benchmark (docs/benchmarks.md) it kept 11 of 12 low-budget runs above full-machine
             accuracy where the plain loss fell below it in 11 of 12.
+        reduction : {"mean", "none"}
+            ``"mean"``: the scalar loss L; ``"none"``: the N per-item terms t_i (their mean is
+            L), as in ``torch.nn`` losses. The formula is ``act_math.act_terms``.
 
         Examples
         --------
@@ -164,18 +170,29 @@ def _build_act_loss() -> type:
         """
 
         def __init__(
-            self, *, multi_label: bool = False, lam: float = 1.0, clip: bool = False
+            self,
+            *,
+            multi_label: bool = False,
+            lam: float = 1.0,
+            clip: bool = False,
+            reduction: str = "mean",
         ) -> None:
             super().__init__()
             for name, value in (("multi_label", multi_label), ("clip", clip)):
                 if not isinstance(value, bool):
                     raise ValueError(f"{name} must be a bool; got {value!r}")
+            if reduction not in REDUCTIONS:
+                raise ValueError(f"reduction must be one of {list(REDUCTIONS)}; got {reduction!r}")
             self.multi_label = multi_label
             self.lam = check_lam(lam)
             self.clip = clip
+            self.reduction = reduction
 
         def extra_repr(self) -> str:
-            return f"multi_label={self.multi_label}, lam={self.lam}, clip={self.clip}"
+            return (
+                f"multi_label={self.multi_label}, lam={self.lam}, clip={self.clip}, "
+                f"reduction={self.reduction!r}"
+            )
 
         def forward(
             self,
@@ -207,7 +224,9 @@ def _build_act_loss() -> type:
             Returns
             -------
             torch.Tensor
-                A 0-dim tensor; lower is better. Not bounded below by 0 when some δ_i/π_i > 1.
+                A 0-dim tensor (``reduction="mean"``) or the (N,) per-item terms
+                (``reduction="none"``); lower is better. Not bounded below by 0 when some
+                δ_i/π_i > 1 (unless ``clip``).
             """
             lam_value = self.lam if lam is None else check_lam(lam)
             machine, human, reviewed, ratio = self._validated(
@@ -225,10 +244,8 @@ def _build_act_loss() -> type:
                 safe_human = torch.where(reviewed, human, machine)
                 machine_loss = F.cross_entropy(logits, machine, reduction="none")
                 human_loss = F.cross_entropy(logits, safe_human, reduction="none")
-            per_item = lam_value * machine_loss + (human_loss - lam_value * machine_loss) * ratio
-            if self.clip:
-                per_item = per_item.clamp(min=0.0)
-            return per_item.mean()
+            terms = act_terms(machine_loss, human_loss, ratio, lam=lam_value, clip=self.clip)
+            return terms.mean() if self.reduction == "mean" else terms
 
         def _validated(
             self, logits: Any, machine_targets: Any, human_targets: Any, delta: Any, pi: Any

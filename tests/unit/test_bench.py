@@ -26,7 +26,7 @@ from act_plugin.bench.critics import oracle_suspicion, random_suspicion
 from act_plugin.bench.data import digit_png_data_url
 from act_plugin.bench.methods import review_plan
 from act_plugin.bench.report import METHOD_NAMES
-from act_plugin.bench.train import act_item_losses, fit_act_model
+from act_plugin.bench.train import fit_act_model
 from act_plugin.training import expand_rows
 from tests.support.llm import is_critic
 
@@ -187,12 +187,12 @@ def test_per_item_act_terms_average_to_act_loss_and_clip_bounds_them() -> None:
     delta = torch.tensor([1, 1, 0, 1, 0, 1, 1, 1], dtype=torch.bool)
     pi = torch.tensor([0.1, 0.5, 0.2, 0.05, 0.3, 1.0, 0.4, 0.2])
     for lam in (1.0, 0.5):
-        terms = act_item_losses(logits, machine, human, delta, pi, lam=lam)
+        terms = ACTLoss(lam=lam, reduction="none")(logits, machine, human, delta, pi)
         expected = ACTLoss(lam=lam)(logits, machine, human, delta, pi)
         assert float(terms.mean()) == pytest.approx(float(expected), rel=1e-6)
     far = torch.zeros(8, 3)
     far[torch.arange(8), torch.where(delta & (human >= 0), human, machine)] = 50.0
-    raw = act_item_losses(far, machine, human, delta, pi, lam=1.0)
+    raw = ACTLoss(reduction="none")(far, machine, human, delta, pi)
     assert float(raw.min()) < -100  # the unbounded direction: human label fitted, π small
     assert float(raw.clamp(min=0).min()) == 0.0
 

@@ -16,7 +16,8 @@ even with the L2 penalty that keeps a linear model's minimum finite, its minimis
 norm pushing those few items away from ŷ_i. The options (``TrainConfig.stabilizer``):
 
 - ``none``: the raw loss, λ = 1.
-- ``clip``: each item's term clipped at zero, L = (1/N) Σ_i max(0, λℓᵐ_i + (ℓ_i − λℓᵐ_i) δ_i/π_i).
+- ``clip``: each item's term clipped at zero (``act_math.act_terms``),
+  L = (1/N) Σ_i max(0, λℓᵐ_i + (ℓ_i − λℓᵐ_i) δ_i/π_i).
   Items with δ_i = 0 or ŷ_i = y_i are unchanged (their term is ℓᵐ_i ≥ 0 or ℓ_i ≥ 0); a
   disagreeing reviewed item stops pulling once the model prefers y_i to ŷ_i by a margin
   (ℓ_i/ℓᵐ_i ≤ 1 − π_i). Bounded below by 0; biased only on those items.
@@ -39,7 +40,7 @@ from numpy.typing import NDArray
 from act_plugin.bench.config import TrainConfig
 from act_plugin.bench.methods import ReviewPlan
 
-__all__ = ["FitReport", "LinearModel", "act_item_losses", "fit_act_model", "fit_act_models"]
+__all__ = ["FitReport", "LinearModel", "fit_act_model", "fit_act_models"]
 
 
 @dataclass(frozen=True)
@@ -68,21 +69,6 @@ class FitReport:
     model: LinearModel
     act_loss: float
     epochs: int
-
-
-def act_item_losses(
-    logits: Any, machine: Any, human: Any, delta: Any, pi: Any, *, lam: float
-) -> Any:
-    """Per-item ACT terms t_i = λ ℓᵐ_i + (ℓ_i − λ ℓᵐ_i) δ_i/π_i (torch tensors; their mean is
-    ``ACTLoss``'s value, which the tests check). Human targets are read only where δ_i = 1."""
-    import torch
-    import torch.nn.functional as F
-
-    safe_human = torch.where(delta, human, machine)
-    machine_loss = F.cross_entropy(logits, machine, reduction="none")
-    human_loss = F.cross_entropy(logits, safe_human, reduction="none")
-    ratio = torch.where(delta, 1.0 / torch.where(delta, pi, torch.ones_like(pi)), 0.0)
-    return lam * machine_loss + (human_loss - lam * machine_loss) * ratio
 
 
 def fit_act_model(
@@ -152,6 +138,7 @@ def fit_act_models(
     pi = torch.as_tensor(np.stack([p.pi for p in plans]), dtype=torch.float32)
     lam = config.power_lambda if mode == "power" else 1.0
     loss_fn = ACTLoss(lam=lam, clip=mode == "clip")
+    raw_terms = ACTLoss(reduction="none")  # λ = 1, unclipped: early stopping and FitReport
 
     fit = np.ones(n, dtype=bool)
     if mode == "early_stop":
@@ -189,13 +176,12 @@ def fit_act_models(
         optimizer.step()
         if mode == "early_stop" and (epoch % config.eval_every == 0 or epoch == config.epochs):
             with torch.no_grad():
-                val_terms = act_item_losses(
+                val_terms = raw_terms(
                     logits_of(weight, bias, val_idx),
                     rows(y_m, val_idx),
                     rows(y_h, val_idx),
                     rows(reviewed, val_idx),
                     rows(pi, val_idx),
-                    lam=1.0,
                 ).reshape(m_models, -1)
                 val = val_terms.mean(dim=1)  # each model's ACT loss on the held-out items
                 better = val < best_val
@@ -205,9 +191,7 @@ def fit_act_models(
                 best_b[better] = bias.detach()[better]
     w, b = (best_w, best_b) if mode == "early_stop" else (weight.detach(), bias.detach())
     with torch.no_grad():
-        final = act_item_losses(
-            logits_of(w, b, fit_idx), *targets_fit[:2], targets_fit[2], pi_fit, lam=1.0
-        ).reshape(m_models, -1)
+        final = raw_terms(logits_of(w, b, fit_idx), *targets_fit, pi_fit).reshape(m_models, -1)
         losses = final.mean(dim=1).tolist()
     reports = []
     for k in range(m_models):
