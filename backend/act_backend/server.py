@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import signal
 from collections.abc import Callable
 from typing import Any
 
@@ -19,15 +20,42 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
     def __init__(self, factory: Callable[[], Flask], options: dict[str, Any]) -> None:
         self._factory = factory
         self._options = options
+        self._app: Flask | None = None
         super().__init__()
 
     def load_config(self) -> None:
-        for key, value in self._options.items():
+        for key, value in {**self._options, "worker_exit": self._worker_exit}.items():
             self.cfg.set(key, value)
 
     def load(self) -> Flask:
         # Built in the worker, after the fork: threads and SQLite handles don't survive a fork.
-        return self._factory()
+        self._app = self._factory()
+        return self._app
+
+    def _worker_exit(self, _arbiter: Any, _worker: Any) -> None:
+        # Runs in the worker after its graceful stop (SIGTERM): store what was acknowledged.
+        if self._app is not None:
+            _close(self._app)
+
+
+def _close(app: Flask) -> None:
+    app.config["ACT_SERVICE"].close()
+
+
+def _serve_dev(settings: Settings, host: str, port: int) -> None:
+    """Flask's server; SIGTERM stops it like Ctrl-C, so the service closes either way."""
+    app = create_app(settings)
+
+    def stop(_signum: int, _frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        app.run(host=host, port=port, threaded=True, use_reloader=False)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        _close(app)
 
 
 def serve(
@@ -38,7 +66,8 @@ def serve(
     One process: the LLM pool, the per-project /setup credentials and the counters live in it,
     and ``concurrency`` bounds LLM calls across all requests. ``threads`` request threads keep
     /health and /setup answering (Label Studio allows them 1 s and 3 s) while a long /predict
-    runs.
+    runs. On SIGTERM the service closes after the requests in flight: every acknowledged
+    webhook is stored first.
     """
     log.info(
         "label-studio-act serving model_version %r on http://%s:%d",
@@ -47,7 +76,7 @@ def serve(
         port,
     )
     if dev:
-        create_app(settings).run(host=host, port=port, threaded=True, use_reloader=False)
+        _serve_dev(settings, host, port)
         return
     _Gunicorn(
         lambda: create_app(settings),

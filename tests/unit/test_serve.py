@@ -5,10 +5,12 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -140,3 +142,26 @@ def test_basic_auth_guards_every_route(llm, tmp_path):
         assert ok.status_code == 200
     finally:
         _stop(proc)
+
+
+@pytest.mark.parametrize("mode", [[], ["--dev"]], ids=["gunicorn", "dev"])
+def test_sigterm_keeps_every_acknowledged_webhook(llm, tmp_path, mode):
+    proc, url = _start(mode, _env(llm, tmp_path), tmp_path / "serve.log")
+    event = fixture("backend_POST_webhook_ANNOTATION_CREATED.json")["request"]["json_body"]
+
+    def send(i: int) -> bool:
+        body = {**event, "annotation": {**event["annotation"], "id": i}}
+        reply = session.post(url + "/webhook", json=body, timeout=10)
+        return reply.ok and reply.json()["status"] == "queued"
+
+    try:
+        with requests.Session() as session, ThreadPoolExecutor(8) as pool:
+            acknowledged = sum(pool.map(send, range(1000)))
+    finally:
+        _stop(proc)
+    assert proc.returncode is not None and proc.returncode >= 0  # a clean exit, not SIGKILL
+    db = tmp_path / "xdg" / "label-studio-act" / "webhook-events.sqlite3"
+    with sqlite3.connect(db) as conn:
+        stored = {row[0] for row in conn.execute("SELECT annotation FROM events")}
+    assert acknowledged == 1000
+    assert stored == set(range(1000))
