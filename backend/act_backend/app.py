@@ -24,6 +24,9 @@ from .webhook import WebhookRecorder
 
 log = logging.getLogger(__name__)
 
+#: Request bodies nested deeper are refused (400): deep nesting exhausts the parser's stack.
+MAX_JSON_DEPTH = 64
+
 
 @dataclass
 class Service:
@@ -181,10 +184,35 @@ def versions() -> Any:
 
 
 def _json_body() -> dict[str, Any]:
-    body = request.get_json(silent=True)
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:  # the parser itself ran out of stack
+        body = None
+        depth = MAX_JSON_DEPTH + 1
+    else:
+        depth = json_depth(body)
+    if depth > MAX_JSON_DEPTH:
+        raise BadRequest(f"the JSON body is nested more than {MAX_JSON_DEPTH} levels deep")
     if not isinstance(body, dict):
         raise BadRequest("the request body must be a JSON object")
     return body
+
+
+def json_depth(value: Any) -> int:
+    """How deeply arrays and objects nest in ``value`` (a scalar is 0), without recursion.
+
+    >>> json_depth({"tasks": [{"data": {"text": "x"}}]})
+    4
+    """
+    deepest, stack = 0, [(value, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            node = list(node.values())
+        if isinstance(node, list):
+            deepest = max(deepest, depth + 1)
+            stack.extend((child, depth + 1) for child in node)
+    return deepest
 
 
 def _check_basic_auth() -> Any:

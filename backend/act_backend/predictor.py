@@ -271,7 +271,8 @@ def build_item(
     task: Any, spec: LabelingSpec, fetcher: MediaFetcher, credentials: Credentials
 ) -> Item:
     """Read the inputs the config names from a task's data; fetch its images safely."""
-    if not isinstance(task, dict) or not isinstance(task.get("id"), int):
+    task_id = task.get("id") if isinstance(task, dict) else None
+    if isinstance(task_id, bool) or not isinstance(task_id, int):  # JSON true is no id
         raise TaskError("bad_task", "the task is not an object with an integer 'id'")
     data = task.get("data")
     if not isinstance(data, dict):
@@ -299,10 +300,23 @@ def build_item(
                 raise TaskError("media", str(exc)) from None
             images[inp.name] = media.data_url()
         elif inp.tag == "HyperText":
-            texts[inp.name] = html_to_text(str(value))
+            texts[inp.name] = html_to_text(_encodable(str(value), task_id, inp.data_key))
         else:
-            texts[inp.name] = str(value)
-    return Item(task_id=task["id"], texts=texts, images=images)
+            texts[inp.name] = _encodable(str(value), task_id, inp.data_key)
+    return Item(task_id=task_id, texts=texts, images=images)
+
+
+def _encodable(text: str, task_id: int, key: str) -> str:
+    """``text`` if it can be sent as UTF-8; a lone surrogate (e.g. ``"\\ud800"`` in JSON) cannot."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise TaskError(
+            "bad_text",
+            f"task {task_id}: '{key}' is not valid Unicode (a lone surrogate at character "
+            f"{exc.start}); fix the task's text",
+        ) from None
+    return text
 
 
 def to_prediction(outcome: Outcome, spec: LabelingSpec, model_version: str) -> Any:
