@@ -270,11 +270,16 @@ def _classify(exc: openai.APIError) -> LLMError:
         (openai.APIResponseValidationError, "malformed_response"),
     ]
     kind = next((k for cls, k in kinds if isinstance(exc, cls)), "llm_error")
-    message = _short(getattr(exc, "message", None) or str(exc))
+    message = shorten(getattr(exc, "message", None) or str(exc))
     prefix = f"HTTP {status}: " if status else ""
     return LLMError(kind, f"{prefix}{message}")
 
 
-def _short(text: str, limit: int = 300) -> str:
+def shorten(text: str, limit: int = 300) -> str:
+    """``text`` on one line (whitespace runs collapsed), cut to ``limit`` characters with "…".
+
+    >>> shorten("a  long   message", limit=8)
+    'a long …'
+    """
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: limit - 1] + "…"

@@ -26,11 +26,9 @@ from PIL import Image  # noqa: E402
 from act_backend.annotator import LLMAnnotator  # noqa: E402
 from act_backend.critics import LLMCritic  # noqa: E402
 from act_backend.domain import Item, MachineLabel, TaskError  # noqa: E402
-from act_backend.engines.transformers_engine import (  # noqa: E402
-    FALLBACK_TEMPLATE,
-    TransformersChat,
-    resolve_model,
-)
+from act_backend.engines.transformers.chat import TransformersChat  # noqa: E402
+from act_backend.engines.transformers.loading import resolve_model  # noqa: E402
+from act_backend.engines.transformers.prompts import FALLBACK_TEMPLATE  # noqa: E402
 from act_backend.labeling import parse_label_config  # noqa: E402
 from act_backend.llm import ChatClient, LLMError  # noqa: E402
 from act_backend.predictor import build_predictor  # noqa: E402
@@ -240,16 +238,16 @@ def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_loads_a_local_directory_with_no_network(
     lm_dir, tmp_path, make_chat, no_network, monkeypatch
 ):
-    from act_backend.engines import transformers_engine
+    from act_backend.engines.transformers import loading
 
     loads = []
-    real = transformers_engine.AutoModelForCausalLM.from_pretrained
+    real = loading.AutoModelForCausalLM.from_pretrained
 
     def counting(*args: Any, **kwargs: Any) -> Any:
         loads.append(kwargs)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(transformers_engine.AutoModelForCausalLM, "from_pretrained", counting)
+    monkeypatch.setattr(loading.AutoModelForCausalLM, "from_pretrained", counting)
     fresh = shutil.copytree(lm_dir, tmp_path / "copy")  # never loaded before in this process
     chat = make_chat(fresh, max_tokens=3)
     assert chat.local.model is None  # lazy: nothing loaded yet

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 ENGINE_MODULES = {
     "openai": "act_backend.engines.openai_engine",
-    "transformers": "act_backend.engines.transformers_engine",
+    "transformers": "act_backend.engines.transformers",
     "embedding": "act_backend.engines.embedding",
 }
 
