@@ -1,6 +1,6 @@
 """Webhook bursts: how fast `ls-act serve` acknowledges and stores events, and what SIGTERM keeps.
 
-Runs the real backend (gunicorn) on 127.0.0.1 and sends a burst of ANNOTATION_CREATED events
+Runs the real backend (`ls-act serve`) on 127.0.0.1 and sends a burst of ANNOTATION_CREATED events
 from several client threads, twice:
 
 1. steady: acknowledge rate (events/s answered "queued") and storage rate (events/s written to

@@ -6,7 +6,6 @@ or secret ever reaches a response or a log line.
 
 from __future__ import annotations
 
-import hmac
 import logging
 import threading
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ from flask import Blueprint, Flask, current_app, jsonify, request
 from werkzeug.exceptions import BadRequest, HTTPException
 
 from . import __version__
+from .access import CHALLENGE, UNAUTHORIZED_MESSAGE, basic_auth_ok
 from .domain import TaskError, Usage
 from .labeling import LabelingSpec, UnsupportedConfig, parse_label_config
 from .predictor import Credentials, Predictor, build_predictor, to_prediction
@@ -216,23 +216,16 @@ def json_depth(value: Any) -> int:
 
 
 def _check_basic_auth() -> Any:
+    """The same check as the ASGI front's, for the dev server and for tests of the app alone."""
     settings = _service().settings
     if not settings.basic_auth_user:
         return None
-    auth = request.authorization
-    expected = (
-        settings.basic_auth_password.get_secret_value() if settings.basic_auth_password else ""
-    )
-    ok = (
-        auth is not None
-        and auth.type == "basic"
-        and hmac.compare_digest((auth.username or "").encode(), settings.basic_auth_user.encode())
-        and hmac.compare_digest((auth.password or "").encode(), expected.encode())
-    )
-    if ok:
+    password = settings.basic_auth_password
+    expected = password.get_secret_value() if password else ""
+    if basic_auth_ok(request.headers.get("Authorization"), settings.basic_auth_user, expected):
         return None
-    response = _error(401, "basic authentication required")
-    response.headers["WWW-Authenticate"] = 'Basic realm="label-studio-act"'
+    response = _error(401, UNAUTHORIZED_MESSAGE)
+    response.headers["WWW-Authenticate"] = CHALLENGE
     return response
 
 

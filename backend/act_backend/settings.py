@@ -93,6 +93,8 @@ class Settings(_Model):
     rationale_field: str = "act_rationale"
     basic_auth_user: str | None = None
     basic_auth_password: SecretStr | None = None
+    max_body_bytes: int = Field(64 * 1024 * 1024, ge=1024)
+    read_timeout: float = Field(30.0, gt=0)
     model_version: str | None = None
     log_level: str = "INFO"
 
@@ -181,6 +183,8 @@ ENV_VARS: dict[str, str] = {
     "ACT_RATIONALE_FIELD": "rationale_field",
     "ACT_BASIC_AUTH_USER": "basic_auth_user",
     "ACT_BASIC_AUTH_PASSWORD": "basic_auth_password",
+    "ACT_MAX_BODY_BYTES": "max_body_bytes",
+    "ACT_READ_TIMEOUT": "read_timeout",
     "ACT_MODEL_VERSION": "model_version",
     "ACT_LOG_LEVEL": "log_level",
 }

@@ -1,4 +1,4 @@
-"""`ls-act serve` as a user runs it: gunicorn (or the dev server) in its own process."""
+"""`ls-act serve` as a user runs it (uvicorn behind our front, or --dev), in its own process."""
 
 from __future__ import annotations
 
@@ -79,7 +79,7 @@ def _env(llm: OpenAIStubServer, tmp_path: Path, **extra: str) -> dict[str, str]:
     }
 
 
-@pytest.mark.parametrize("mode", [[], ["--dev"]], ids=["gunicorn", "dev"])
+@pytest.mark.parametrize("mode", [[], ["--dev"]], ids=["serve", "dev"])
 def test_serve_with_only_openai_variables(llm, tmp_path, mode):
     proc, url = _start(mode, _env(llm, tmp_path), tmp_path / "serve.log")
     try:
@@ -144,7 +144,7 @@ def test_basic_auth_guards_every_route(llm, tmp_path):
         _stop(proc)
 
 
-@pytest.mark.parametrize("mode", [[], ["--dev"]], ids=["gunicorn", "dev"])
+@pytest.mark.parametrize("mode", [[], ["--dev"]], ids=["serve", "dev"])
 def test_sigterm_keeps_every_acknowledged_webhook(llm, tmp_path, mode):
     proc, url = _start(mode, _env(llm, tmp_path), tmp_path / "serve.log")
     event = fixture("backend_POST_webhook_ANNOTATION_CREATED.json")["request"]["json_body"]
@@ -159,9 +159,65 @@ def test_sigterm_keeps_every_acknowledged_webhook(llm, tmp_path, mode):
             acknowledged = sum(pool.map(send, range(1000)))
     finally:
         _stop(proc)
-    assert proc.returncode is not None and proc.returncode >= 0  # a clean exit, not SIGKILL
+    # uvicorn re-raises SIGTERM once it has shut down (-15); -9 would mean _stop had to kill it
+    assert proc.returncode not in (None, -signal.SIGKILL)
     db = tmp_path / "xdg" / "label-studio-act" / "webhook-events.sqlite3"
     with sqlite3.connect(db) as conn:
         stored = {row[0] for row in conn.execute("SELECT annotation FROM events")}
     assert acknowledged == 1000
     assert stored == set(range(1000))
+
+
+def _stall(port: int, head: bytes) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    sock.sendall(head)
+    return sock
+
+
+def _upload_head(length: int, auth: str = "") -> bytes:
+    return (
+        f"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n{auth}"
+        f"Content-Length: {length}\r\n\r\n{{"
+    ).encode()
+
+
+def test_stalled_uploads_do_not_starve_the_server(llm, tmp_path):
+    proc, url = _start([], _env(llm, tmp_path, ACT_READ_TIMEOUT="2"), tmp_path / "serve.log")
+    port = int(url.rsplit(":", 1)[1])
+    body = fixture("backend_POST_predict_retrieve_text.json")["request"]["json_body"]
+    try:
+        stalled = [_stall(port, _upload_head(1000)) for _ in range(200)]
+        time.sleep(0.5)
+        started = time.monotonic()
+        assert requests.get(url + "/health", timeout=5).ok
+        assert requests.post(url + "/predict", json=body, timeout=5).json()["errors"] == []
+        assert time.monotonic() - started < 1.5
+        # the stalled uploads run out of time: 408, not a thread held for ever
+        stalled[0].settimeout(10)
+        assert stalled[0].recv(200).startswith(b"HTTP/1.1 408")
+        for sock in stalled:
+            sock.close()
+    finally:
+        _stop(proc)
+
+
+def test_unauthenticated_and_oversized_uploads_are_refused_before_their_body(llm, tmp_path):
+    env = _env(
+        llm, tmp_path, ACT_BASIC_AUTH_USER="ls", ACT_BASIC_AUTH_PASSWORD="pw",
+        ACT_MAX_BODY_BYTES="4096",
+    )  # fmt: skip
+    proc, url = _start([], env, tmp_path / "serve.log", auth=("ls", "pw"))
+    port = int(url.rsplit(":", 1)[1])
+    good = "Authorization: Basic bHM6cHc=\r\n"  # ls:pw
+    try:
+        for head, status in [
+            (_upload_head(1000), b"401"),
+            (_upload_head(1000, "Authorization: Basic bHM6bm9wZQ==\r\n"), b"401"),  # ls:nope
+            (_upload_head(10_000, good), b"413"),
+        ]:
+            sock = _stall(port, head)  # the body never comes: the answer must not wait for it
+            sock.settimeout(3)
+            assert sock.recv(200).split(b" ")[1] == status
+            sock.close()
+    finally:
+        _stop(proc)
