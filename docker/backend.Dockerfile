@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 #
-# The label-studio-act ML backend: `ls-act serve` (gunicorn, one process, gthread workers).
+# The label-studio-act ML backend: `ls-act serve` (uvicorn + our guarded ASGI front, one process).
 # Build from the repository root (the build context must be the repo, see /.dockerignore):
 #
 #   docker build -f docker/backend.Dockerfile -t label-studio-act-backend .
