@@ -64,6 +64,8 @@ __all__ = [
     "inclusion_probabilities",
     "precision_at",
     "recall_at_fraction",
+    "roc_points",
+    "weighted_auroc",
 ]
 
 #: Share ρ of the budget spent on uniform random review (keeps every π_i ≥ ρB/N > 0).
@@ -597,28 +599,37 @@ def _scores_and_labels(
     return scores, as_indicator(is_wrong, "is_wrong", n=scores.size)
 
 
-def _average_ranks(values: np.ndarray) -> np.ndarray:
-    """1-based ranks of ``values`` in increasing order; tied values share their mean rank."""
-    order = np.argsort(values, kind="stable")
-    ordered = values[order]
-    starts_group = np.r_[True, ordered[1:] != ordered[:-1]]
-    group = np.cumsum(starts_group) - 1
-    starts = np.flatnonzero(starts_group)
-    ends = np.r_[starts[1:], values.size]  # exclusive
-    mean_rank = (starts + ends + 1) / 2.0  # mean of the ranks starts+1 .. ends
-    ranks = np.empty(values.size)
-    ranks[order] = mean_rank[group]
-    return ranks
+def _pair_share(scores: np.ndarray, wrong: np.ndarray, weights: np.ndarray) -> float:
+    """Σ_{w wrong, r right} u_w u_r [1(ε̂_w > ε̂_r) + ½ 1(ε̂_w = ε̂_r)] / (Σ_w u_w · Σ_r u_r).
+
+    Sums the weights per distinct score, so O(N log N); both classes need positive weight.
+    """
+    values, group = np.unique(scores, return_inverse=True)
+    w_wrong = np.bincount(group, weights=np.where(wrong, weights, 0.0), minlength=values.size)
+    w_right = np.bincount(group, weights=np.where(wrong, 0.0, weights), minlength=values.size)
+    right_below = np.cumsum(w_right) - w_right  # right-label weight strictly below each score
+    pairs = float(np.sum(w_wrong * (right_below + 0.5 * w_right)))
+    return pairs / (float(w_wrong.sum()) * float(w_right.sum()))
+
+
+def _one_class_nan(what: str, counts: str) -> float:
+    """NaN with an ``UndefinedMetricWarning`` pointing at the caller's caller."""
+    warnings.warn(
+        f"{what} is undefined with only one class ({counts}); returning NaN",
+        UndefinedMetricWarning,
+        stacklevel=3,
+    )
+    return math.nan
 
 
 def auroc(suspicion: npt.ArrayLike, is_wrong: npt.ArrayLike) -> float:
     """Area under the ROC curve of the critic's suspicion as a detector of wrong labels.
 
         AUROC = P(ε̂_wrong > ε̂_right) + ½ P(ε̂_wrong = ε̂_right)
-              = (R_wrong − n_w (n_w + 1)/2) / (n_w · n_r),
+              = Σ_{w wrong, r right} [1(ε̂_w > ε̂_r) + ½ 1(ε̂_w = ε̂_r)] / (n_w · n_r),
 
-    with R_wrong the sum of the wrong items' ranks (ties get their average rank), n_w and n_r
-    the numbers of wrong and right items (Mann–Whitney U).
+    with n_w and n_r the numbers of wrong and right items (Mann–Whitney U / (n_w n_r));
+    :func:`weighted_auroc` with every weight 1.
 
     Parameters
     ----------
@@ -644,15 +655,81 @@ def auroc(suspicion: npt.ArrayLike, is_wrong: npt.ArrayLike) -> float:
     n_wrong = int(wrong.sum())
     n_right = wrong.size - n_wrong
     if n_wrong == 0 or n_right == 0:
-        warnings.warn(
-            f"AUROC is undefined with only one class ({n_wrong} wrong, {n_right} right "
-            "labels); returning NaN",
-            UndefinedMetricWarning,
-            stacklevel=2,
-        )
-        return math.nan
-    rank_sum = float(_average_ranks(scores)[wrong].sum())
-    return (rank_sum - n_wrong * (n_wrong + 1) / 2.0) / (n_wrong * n_right)
+        return _one_class_nan("AUROC", f"{n_wrong} wrong, {n_right} right labels")
+    return _pair_share(scores, wrong, np.ones(scores.size))
+
+
+def weighted_auroc(
+    suspicion: npt.ArrayLike, is_wrong: npt.ArrayLike, weights: npt.ArrayLike
+) -> float:
+    """AUROC with each item standing for ``weights[i]`` items, e.g. u_i = 1/π_i for a sample:
+
+        AUROC_u = Σ_{w wrong, r right} u_w u_r [1(ε̂_w > ε̂_r) + ½ 1(ε̂_w = ε̂_r)]
+                  / (Σ_w u_w · Σ_r u_r).
+
+    With u_i = 1/π_i over the reviewed items it is a ratio estimate of the critic's AUROC over
+    every item with π > 0 (items with π = 0 are never seen); noisy when few low-π items were
+    reviewed.
+
+    Parameters
+    ----------
+    suspicion, is_wrong : array-like of shape (N,)
+        As for :func:`auroc`.
+    weights : array-like of shape (N,)
+        u_i ≥ 0, finite.
+
+    Returns
+    -------
+    float
+        In [0, 1], higher is better. NaN (with an ``UndefinedMetricWarning``) if either class
+        has zero total weight.
+
+    Examples
+    --------
+    >>> weighted_auroc([0.5, 0.5, 0.2], [1, 0, 0], [2.0, 1.0, 4.0])  # (2·1·½ + 2·4) / (2·5)
+    0.9
+    """
+    scores, wrong = _scores_and_labels(suspicion, is_wrong)
+    u = as_finite(weights, "weights", n=scores.size)
+    bad = u < 0.0
+    if bad.any():
+        raise ValueError(first_bad(u, bad, "weights", "be >= 0"))
+    u_wrong, u_right = float(u[wrong].sum()), float(u[~wrong].sum())
+    if u_wrong == 0.0 or u_right == 0.0:
+        return _one_class_nan("weighted AUROC", f"weight {u_wrong:g} wrong, {u_right:g} right")
+    return _pair_share(scores, wrong, u)
+
+
+def roc_points(suspicion: npt.ArrayLike, is_wrong: npt.ArrayLike) -> tuple[np.ndarray, np.ndarray]:
+    """The ROC curve of the suspicion as a detector of wrong labels, as (FPR, TPR) points.
+
+    At each distinct threshold τ (highest first), FPR(τ) = #{right: ε̂ ≥ τ} / n_r and
+    TPR(τ) = #{wrong: ε̂ ≥ τ} / n_w; the curve starts at (0, 0) and ends at (1, 1), tied scores
+    move it diagonally, and the trapezoid area under it is :func:`auroc`. A class that is absent
+    keeps its rate at 0.
+
+    Parameters
+    ----------
+    suspicion, is_wrong : array-like of shape (N,)
+        As for :func:`auroc`.
+
+    Returns
+    -------
+    (fpr, tpr) : tuple of numpy.ndarray, shape (D + 1,)
+        D = the number of distinct scores; both non-decreasing in [0, 1].
+
+    Examples
+    --------
+    >>> roc_points([0.9, 0.8, 0.3, 0.1], [1, 0, 1, 0])
+    (array([0. , 0. , 0.5, 0.5, 1. ]), array([0. , 0.5, 0.5, 1. , 1. ]))
+    """
+    scores, wrong = _scores_and_labels(suspicion, is_wrong)
+    order = _top_order(scores)
+    scores, wrong = scores[order], wrong[order]
+    last_of_group = np.r_[scores[1:] != scores[:-1], True]
+    tp = np.cumsum(wrong)[last_of_group]
+    fp = np.cumsum(~wrong)[last_of_group]
+    return np.r_[0.0, fp / max(fp[-1], 1)], np.r_[0.0, tp / max(tp[-1], 1)]
 
 
 def precision_at(suspicion: npt.ArrayLike, is_wrong: npt.ArrayLike, *, k: int) -> float:

@@ -27,6 +27,7 @@ from act_plugin.act_math import (
     inclusion_probabilities,
     precision_at,
     recall_at_fraction,
+    weighted_auroc,
 )
 
 N = 2000
@@ -520,6 +521,29 @@ def test_auroc_matches_pairwise_counting_with_ties(seed: int) -> None:
     wrong = rng.random(300) < 0.3
     scores = np.round(rng.random(300) * 0.6 + 0.4 * wrong, 1)  # coarse: many ties
     assert auroc(scores, wrong) == pytest.approx(brute_force_auroc(scores, wrong), abs=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_weighted_auroc_matches_weighted_pair_counting(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    wrong = rng.random(200) < 0.3
+    scores = np.round(rng.random(200) * 0.6 + 0.4 * wrong, 1)
+    u = 1.0 / rng.uniform(0.05, 1.0, 200)
+    pos, neg = scores[wrong], scores[~wrong]
+    pair_weight = u[wrong][:, None] * u[~wrong][None, :]
+    wins = pair_weight * ((pos[:, None] > neg[None, :]) + 0.5 * (pos[:, None] == neg[None, :]))
+    expected = float(wins.sum() / pair_weight.sum())
+    assert weighted_auroc(scores, wrong, u) == pytest.approx(expected, rel=1e-12)
+    assert weighted_auroc(scores, wrong, np.ones(200)) == pytest.approx(auroc(scores, wrong))
+
+
+def test_weighted_auroc_with_one_weighted_class_is_nan_with_a_warning() -> None:
+    with pytest.warns(UndefinedMetricWarning, match="one class") as record:
+        value = weighted_auroc([0.1, 0.9], [0, 1], [1.0, 0.0])
+    assert math.isnan(value)
+    assert record[0].filename == __file__
+    with pytest.raises(ValueError, match="weights must be >= 0"):
+        weighted_auroc([0.1, 0.9], [0, 1], [1.0, -1.0])
 
 
 def test_auroc_extremes_and_direction(sim: Simulated) -> None:

@@ -21,7 +21,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from act_plugin.report import ReportFigures, _roc_points, compute_report, write_report
+from act_plugin.act_math import roc_points
+from act_plugin.report import ReportFigures, compute_report, write_report
 
 Z95 = 1.959963984540054  # Φ⁻¹(0.975)
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -280,7 +281,7 @@ def test_roc_points_area_equals_auroc() -> None:
     rng = np.random.default_rng(0)
     scores = rng.integers(0, 5, 40) / 4.0  # many ties
     wrong = rng.random(40) < 0.4
-    fpr, tpr = _roc_points(scores, wrong)
+    fpr, tpr = roc_points(scores, wrong)
     assert (fpr[0], tpr[0], fpr[-1], tpr[-1]) == (0.0, 0.0, 1.0, 1.0)
     area = float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))
     pairs = sum(
