@@ -18,6 +18,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
+from act_plugin.validation import check_real
+
 __all__ = [
     "ANNOTATORS",
     "BASELINES",
@@ -168,9 +170,7 @@ class TrainConfig:
         _check_positive(self.learning_rate, "train.learning_rate")
         _check_positive(self.weight_decay, "train.weight_decay", allow_zero=True)
         _check_choice(self.stabilizer, "train.stabilizer", STABILIZERS)
-        lam = self.power_lambda
-        if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not 0.0 <= lam <= 1.0:
-            raise ValueError(f"train.power_lambda must lie in [0, 1]; got {lam!r}")
+        check_real(self.power_lambda, "train.power_lambda", low=0, high=1, closed="both")
         _check_fraction(self.val_fraction, "train.val_fraction")
         _check_positive_int(self.eval_every, "train.eval_every")
 
@@ -254,9 +254,7 @@ class BenchConfig:
         _check_choices(self.methods, "methods", METHODS)
         _check_choices(self.critics, "critics", CRITICS)
         _check_choice(self.primary_critic, "primary_critic", self.critics)
-        floor = self.floor
-        if isinstance(floor, bool) or not isinstance(floor, (int, float)) or not 0 <= floor < 1:
-            raise ValueError(f"floor must be a number in [0, 1); got {floor!r}")
+        check_real(self.floor, "floor", low=0, high=1, closed="left")
         _check_positive(self.beta, "beta")
         _check_positive_int(self.oof_folds, "oof_folds", minimum=2)
         _check_positive_int(self.knn_k, "knn_k")

@@ -18,7 +18,6 @@ Every method is expressed as (δ, π) for the ACT loss L = (1/N) Σ [λℓᵐ + 
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -70,11 +69,9 @@ def review_plan(
         return ReviewPlan(np.zeros(n, dtype=bool), ones)
     if suspicion is None or budget is None:
         raise ValueError(f"method {method!r} needs a critic's suspicion and a budget")
-    if method == "top_b":
-        k = min(n, math.floor(budget * n + 0.5))
-        delta = np.zeros(n, dtype=bool)
-        delta[np.argsort(-suspicion, kind="stable")[:k]] = True
-        return ReviewPlan(delta, ones)
+    if method == "top_b":  # the paper's thresholded π ∈ {0, 1} as δ, with weight 1 everywhere
+        top = inclusion_probabilities(suspicion, float(budget), rule="thresholded", floor=0.0)
+        return ReviewPlan(top == 1.0, ones)
     if method not in PAPER_RULES:
         raise ValueError(f"unknown method {method!r}")
     rule, with_floor = PAPER_RULES[method]
