@@ -28,7 +28,7 @@ CriticStrategy = Literal[
 
 DEFAULT_ANNOTATOR_MODEL = "gpt-4o"
 DEFAULT_CRITIC_MODEL = "gpt-4o-mini"
-# With no LLM configured for a role, it runs offline on sentence embeddings (engines/embedding.py).
+# With no LLM configured for a role, it runs offline on sentence embeddings (engines/embedding/).
 OFFLINE_ENGINE = "embedding"
 OFFLINE_MODEL = "all-MiniLM-L6-v2"
 OFFLINE_CRITIC_STRATEGY = "knn"

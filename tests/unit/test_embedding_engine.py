@@ -25,17 +25,11 @@ import pytest
 from act_backend.app import create_app
 from act_backend.domain import Item, MachineLabel, TaskError
 from act_backend.engines import BatchCritic, embedding
-from act_backend.engines.embedding import (
-    KNN_K,
-    KNN_MIN_SIMILARITY,
-    KNN_PRIOR_WEIGHT,
-    MARGIN_TEMPERATURE,
-    KnnCritic,
-    NeighbourMemory,
-    SentenceEncoder,
-    ZeroShotAnnotator,
-    encoder_for,
-)
+from act_backend.engines.embedding.encoder import SentenceEncoder, encoder_for, resolve_model
+from act_backend.engines.embedding.knn_critic import KnnCritic
+from act_backend.engines.embedding.memory import MEMORY_FILE, NeighbourMemory
+from act_backend.engines.embedding.zero_shot import ZeroShotAnnotator
+from act_backend.knn import KNN_K, KNN_MIN_SIMILARITY, KNN_PRIOR_WEIGHT, MARGIN_TEMPERATURE
 from act_backend.labeling import LabelingSpec, parse_label_config
 from act_backend.predictor import build_predictor
 from act_backend.settings import SettingsError, load_settings
@@ -184,7 +178,7 @@ OFFICIAL_SHA256 = {
 
 
 def test_the_packaged_weights_are_the_official_ones() -> None:
-    model_dir = embedding.resolve_model("all-MiniLM-L6-v2")
+    model_dir = resolve_model("all-MiniLM-L6-v2")
     for name, digest in OFFICIAL_SHA256.items():
         assert hashlib.sha256((model_dir / name).read_bytes()).hexdigest() == digest, name
 
@@ -295,6 +289,17 @@ def test_image_and_free_text_configs_say_what_to_configure(
 
 
 # ---- the kNN critic
+
+
+def test_importing_the_knn_formulas_does_not_import_torch_or_transformers() -> None:
+    code = (
+        "import sys, act_backend.knn; "
+        "print(sorted({'torch', 'transformers', 'sqlite3'} & set(sys.modules)))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert result.stdout.strip() == "[]"
 
 
 def expected_knn(
@@ -484,7 +489,7 @@ def test_offline_default_end_to_end_through_the_predictor(
     ]
     assert all(0.0 <= o.suspicion <= 1.0 for o in outcomes)  # type: ignore[operator]
     assert all(o.rationale and o.usage.calls == 0 for o in outcomes)
-    assert (settings.cache_dir / embedding.MEMORY_FILE).is_file()
+    assert (settings.cache_dir / MEMORY_FILE).is_file()
 
 
 def test_flask_predict_with_the_offline_default(encoder: SentenceEncoder, tmp_path: Path) -> None:

@@ -45,11 +45,7 @@ def knn_consistency(
     where u_i = σ(−m_i / T) is the annotator's margin term (m_i = s_iŷ − max_{c≠ŷ} s_ic of its
     ``label_scores``, T = 0.05), or 0.5 (no opinion) when the annotator gives no scores.
     """
-    from act_backend.engines.embedding import (
-        knn_suspicion,
-        label_margins,
-        margin_suspicion,
-    )
+    from act_backend.knn import knn_suspicion, label_margins, margin_suspicion
 
     x = unit_rows(features).astype(np.float32)
     onehot = np.zeros((machine.size, n_classes), dtype=bool)

@@ -140,7 +140,7 @@ def _load_debian(config: DatasetConfig, *, cache_dir: Path | None) -> BenchData:
     embeddings, label_embeddings, cached = _minilm_embeddings(
         texts, _label_texts(names, hints), cache_dir=cache_dir
     )
-    from act_backend.engines.embedding import label_prototypes
+    from act_backend.knn import label_prototypes
 
     prototypes = label_prototypes(label_embeddings, len(names))
     scores = embeddings.astype(np.float64) @ prototypes.astype(np.float64).T
@@ -160,7 +160,7 @@ def _load_debian(config: DatasetConfig, *, cache_dir: Path | None) -> BenchData:
 
 def _label_texts(names: tuple[str, ...], hints: tuple[str, ...]) -> list[str]:
     """The label texts the offline engine embeds for this config (``label_texts``)."""
-    from act_backend.engines.embedding import label_texts
+    from act_backend.engines.embedding.texts import label_texts
     from act_backend.labeling import parse_label_config
 
     return label_texts(parse_label_config(_text_config(names, hints)))
@@ -170,7 +170,7 @@ def _minilm_embeddings(
     texts: tuple[str, ...], label_texts: list[str], *, cache_dir: Path | None
 ) -> tuple[NDArray[np.float32], NDArray[np.float32], bool]:
     """(item embeddings, label-text embeddings, whether both came from the disk cache)."""
-    from act_backend.engines.embedding import DEFAULT_MODEL
+    from act_backend.engines.embedding.encoder import DEFAULT_MODEL
 
     digest = hashlib.sha256(
         json.dumps([DEFAULT_MODEL, list(texts), label_texts], ensure_ascii=False).encode()
@@ -179,7 +179,7 @@ def _minilm_embeddings(
     if file is not None and file.is_file():
         with np.load(file) as stored:
             return stored["items"], stored["labels"], True
-    from act_backend.engines.embedding import encoder_for
+    from act_backend.engines.embedding.encoder import encoder_for
     from act_backend.settings import EngineSettings
 
     encoder = encoder_for(EngineSettings(engine="embedding", model=DEFAULT_MODEL, device="cpu"))
