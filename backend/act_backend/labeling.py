@@ -50,15 +50,6 @@ class LabelingSpec:
     def has_images(self) -> bool:
         return any(f.tag == "Image" for f in self.inputs)
 
-    def answer_region(self, task_id: int, answer: list[str] | str) -> dict[str, Any]:
-        """The machine label as a Label Studio region (labels validated against the config)."""
-        control = self.interface.get_control(self.control_name)
-        if self.kind == "choices":
-            region = control.label(list(answer), to_name=self.to_name)
-        else:
-            region = control.label(text=[str(answer)], to_name=self.to_name)
-        return _region_dict(region, f"act-{task_id}-{self.control_name}")
-
     def rationale_region(self, task_id: int, text: str) -> dict[str, Any] | None:
         """The critic's rationale as a TextArea region, when the config reserves one."""
         if self.rationale_name is None:

@@ -24,7 +24,7 @@ from .domain import Critique, Item, MachineLabel, TaskError, Usage
 from .engines import Annotator, BatchCritic, Critic, make_annotator, make_critic
 from .labeling import LabelingSpec
 from .media import MediaError, MediaFetcher
-from .scoring import prediction_score
+from .records import encode_prediction
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -320,27 +320,21 @@ def _encodable(text: str, task_id: int, key: str) -> str:
 
 
 def to_prediction(outcome: Outcome, spec: LabelingSpec, model_version: str) -> Any:
-    """The /predict result item for one outcome.
+    """The /predict result item for one outcome (:func:`act_backend.records.encode_prediction`).
 
     A failed task gives an empty list: Label Studio then stores no prediction for it (and asks
     again next time), while the result count still matches the task count.
     """
     if outcome.error is not None or outcome.label is None or outcome.suspicion is None:
         return []
-    task_id = outcome.task_id or 0
-    label = outcome.label
-    answer = label.answer if spec.kind == "textarea" else list(label.labels)
-    result = [spec.answer_region(task_id, answer)]  # type: ignore[arg-type]
-    rationale = spec.rationale_region(
-        task_id, f"suspicion {outcome.suspicion:.2f}: {outcome.rationale}".strip()
+    return encode_prediction(
+        spec,
+        outcome.task_id or 0,
+        outcome.label,
+        outcome.suspicion,
+        outcome.rationale,
+        model_version,
     )
-    if rationale is not None:
-        result.append(rationale)
-    return {
-        "result": result,
-        "score": round(prediction_score(outcome.suspicion), 6),
-        "model_version": model_version,
-    }
 
 
 class _TextExtractor(HTMLParser):

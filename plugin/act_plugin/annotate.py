@@ -11,21 +11,27 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from label_studio_sdk import LabelStudio
-from label_studio_sdk.core.api_error import ApiError
 
 from act_backend.domain import Usage
 from act_backend.labeling import LabelingSpec, UnsupportedConfig, parse_label_config
 from act_backend.predictor import Credentials, Outcome, Predictor, to_prediction
+from act_backend.records import DEFAULT_RATIONALE_FIELD
+from act_plugin.labelstudio import (
+    Gateway,
+    LabelStudioError,
+    LabelStudioUnavailable,
+    act_prediction,
+)
 
 log = logging.getLogger(__name__)
 
-#: Attempts for one Label Studio write before the task counts as failed (kind ``ls_write``).
-WRITE_ATTEMPTS = 4
+#: Tasks are listed in pages of this many.
+PAGE_SIZE = 200
 
 
 class AnnotateError(RuntimeError):
@@ -62,25 +68,27 @@ def annotate_project(
     *,
     model_version: str,
     credentials: Credentials = Credentials(),  # noqa: B008 - frozen, immutable
-    rationale_field: str = "act_rationale",
+    rationale_field: str = DEFAULT_RATIONALE_FIELD,
     limit: int | None = None,
     on_start: Callable[[int], None] | None = None,
     on_task: Callable[[Outcome], None] | None = None,
 ) -> AnnotateResult:
     """Predict and write ACT predictions for every task lacking one of ``model_version``.
 
-    Each written prediction carries ``score = 1 − suspicion`` (Label Studio's score column, so
-    ascending order is most suspicious first), ``mislabeling = suspicion`` and
-    ``model_version``. ``on_start(n)`` and ``on_task(outcome)`` report progress.
+    Each written prediction is an ACT prediction (:mod:`act_backend.records`): ``score =
+    1 − suspicion``, ``mislabeling = suspicion`` and ``model_version``. Writes go through the
+    gateway's retry policy; a write that still fails counts as an error of kind ``ls_write``.
+    ``on_start(n)`` and ``on_task(outcome)`` report progress.
     Ctrl-C stops the run cleanly: what was written stays, and a re-run continues.
     """
     started = time.monotonic()
-    spec = _spec(client, project_id, rationale_field)
+    gateway = Gateway(client)
+    spec = _spec(gateway, project_id, rationale_field)
     result = AnnotateResult(model_version=model_version)
     todo = []
-    for task in _tasks(client, project_id):
+    for task in _tasks(gateway, project_id):
         result.n_tasks += 1
-        if any(p.get("model_version") == model_version for p in task.get("predictions") or []):
+        if act_prediction(task, model_version) is not None:
             result.n_skipped += 1
         elif limit is None or len(todo) < limit:
             todo.append(task)
@@ -89,7 +97,7 @@ def annotate_project(
     outcomes = predictor.predict_iter(todo, spec, credentials)
     try:
         for outcome in outcomes:
-            _write(client, outcome, spec, model_version, result)
+            _write(gateway, outcome, spec, model_version, result)
             if on_task:
                 on_task(outcome)
     except KeyboardInterrupt:
@@ -99,26 +107,28 @@ def annotate_project(
     return result
 
 
-def _spec(client: LabelStudio, project_id: int, rationale_field: str) -> LabelingSpec:
+def _spec(gateway: Gateway, project_id: int, rationale_field: str) -> LabelingSpec:
     try:
-        project = client.projects.get(id=project_id)
-    except ApiError as exc:
-        raise AnnotateError(f"cannot read project {project_id}: HTTP {exc.status_code}") from None
+        project = gateway.get_project(project_id)
+    except LabelStudioError as exc:
+        raise AnnotateError(f"cannot read project {project_id}: {_reason(exc)}") from None
     try:
-        return parse_label_config(project.label_config or "", rationale_field=rationale_field)
+        config = project.get("label_config") or ""
+        return parse_label_config(config, rationale_field=rationale_field)
     except UnsupportedConfig as exc:
         raise AnnotateError(f"project {project_id}: {exc}") from None
 
 
-def _tasks(client: LabelStudio, project_id: int) -> Iterator[dict[str, Any]]:
-    """Every task with its predictions, page by page (the SDK pager follows the pages)."""
-    pager = client.tasks.list(project=project_id, fields="all", page_size=200)
-    for task in pager:
-        yield task.model_dump() if hasattr(task, "model_dump") else dict(task)
+def _tasks(gateway: Gateway, project_id: int) -> list[dict[str, Any]]:
+    """Every task with its predictions."""
+    try:
+        return gateway.list_tasks(project_id, page_size=PAGE_SIZE)
+    except LabelStudioError as exc:
+        raise AnnotateError(f"cannot list the tasks of project {project_id}: {exc}") from None
 
 
 def _write(
-    client: LabelStudio,
+    gateway: Gateway,
     outcome: Outcome,
     spec: LabelingSpec,
     model_version: str,
@@ -128,26 +138,16 @@ def _write(
     if outcome.error is not None:
         result.record_error(outcome.error.kind, outcome.task_id, outcome.error.message)
         return
-    prediction = to_prediction(outcome, spec, model_version)
-    for attempt in range(WRITE_ATTEMPTS):
-        try:
-            client.predictions.create(
-                task=outcome.task_id,
-                result=prediction["result"],
-                score=prediction["score"],
-                model_version=model_version,
-                mislabeling=outcome.suspicion,
-            )
-            result.n_written += 1
-            return
-        except ApiError as exc:
-            if exc.status_code is not None and exc.status_code < 500:
-                result.record_error("ls_write", outcome.task_id, f"HTTP {exc.status_code}")
-                return
-            reason = f"HTTP {exc.status_code}"
-        except Exception as exc:  # connection refused, timeouts: Label Studio may come back
-            reason = type(exc).__name__
-        time.sleep(min(8.0, 0.5 * 2**attempt))
-    result.record_error(
-        "ls_write", outcome.task_id, f"gave up after {WRITE_ATTEMPTS} tries: {reason}"
-    )
+    try:
+        gateway.create_prediction(outcome.task_id, to_prediction(outcome, spec, model_version))
+    except LabelStudioError as exc:
+        result.record_error("ls_write", outcome.task_id, _reason(exc))
+    else:
+        result.n_written += 1
+
+
+def _reason(exc: LabelStudioError) -> str:
+    """``HTTP 4xx`` for a refusal; what failed how often when Label Studio stayed away."""
+    if isinstance(exc, LabelStudioUnavailable) or exc.status_code is None:
+        return str(exc)
+    return f"HTTP {exc.status_code}"

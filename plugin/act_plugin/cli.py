@@ -400,10 +400,12 @@ def sync(
     full: Annotated[bool, typer.Option("--full", help="Ignore the previous sync state.")] = False,
     label_studio_url: LabelStudioUrlOption = DEFAULT_LS_URL,
     api_key: ApiKeyOption = "",
+    config: ConfigOption = None,
 ) -> None:
     """Pull predictions and reviews into a weighted training set (ACT weights per row)."""
     from act_plugin.sync import SyncError, sync_training_set
 
+    settings = _settings(config)  # the rationale field's name, as annotate was told
     client = _label_studio(label_studio_url, api_key)
     with _task_progress("reading tasks") as (progress, bar):
         try:
@@ -415,6 +417,7 @@ def sync(
                 lam=lam,
                 bot_users=bot_user or (),
                 full=full,
+                rationale_field=settings.rationale_field,
                 on_progress=_stage_progress(progress, bar),
             )
         except SyncError as exc:

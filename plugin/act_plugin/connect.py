@@ -4,6 +4,7 @@ Label Studio's prediction score column (``predictions_score``, used for ordering
 sampling) averages only predictions whose ``model_version`` equals ``project.model_version``,
 and connecting a backend sets ``project.model_version`` to the backend's TITLE. So the backend
 is given ``title=model_version`` and the project's model_version is checked (and PATCHed).
+Label Studio is reached through :class:`act_plugin.labelstudio.Gateway` (its retry policy).
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from typing import Any
 
 import httpx
 from label_studio_sdk import LabelStudio
-from label_studio_sdk.core.api_error import ApiError
+
+from act_plugin.labelstudio import Gateway, LabelStudioError
 
 __all__ = ["ConnectError", "Connection", "backend_model_version", "connect_backend"]
 
@@ -61,56 +63,91 @@ def connect_backend(
     if not model_version:
         raise ValueError("model_version must be a non-empty string")
     url = backend_url.rstrip("/")
-    fields: dict[str, Any] = {"title": model_version, "is_interactive": interactive}
+    gateway = Gateway(client)
+    fields = _backend_fields(project_id, url, model_version, basic_auth, interactive)
+    backend_id, created = _upsert_backend(gateway, project_id, url, fields)
+    _set_project_version(gateway, project_id, url, model_version)
+    return Connection(
+        ml_backend_id=backend_id,
+        project_id=project_id,
+        model_version=model_version,
+        created=created,
+    )
+
+
+def _backend_fields(
+    project_id: int,
+    url: str,
+    model_version: str,
+    basic_auth: tuple[str, str] | None,
+    interactive: bool,
+) -> dict[str, Any]:
+    """The ML backend as Label Studio stores it, titled with the model_version."""
+    # PATCH needs url and project too: Label Studio re-runs /health and /setup with them
+    fields: dict[str, Any] = {
+        "project": project_id,
+        "url": url,
+        "title": model_version,
+        "is_interactive": interactive,
+    }
     if basic_auth is None:
         fields["auth_method"] = "NONE"
     else:
         fields["auth_method"] = "BASIC_AUTH"
         fields["basic_auth_user"], fields["basic_auth_pass"] = basic_auth
+    return fields
 
-    def refused(action: str, err: ApiError) -> ConnectError:
+
+def _upsert_backend(
+    gateway: Gateway, project_id: int, url: str, fields: dict[str, Any]
+) -> tuple[int, bool]:
+    """(id, created): the project's backend at ``url`` updated, or a new one."""
+
+    def refused(action: str, err: LabelStudioError) -> ConnectError:
         return ConnectError(
             f"Label Studio refused to {action} ML backend {url} for project {project_id}: "
             f"{_explain(err)}"
         )
 
     try:
-        existing = [b for b in client.ml.list(project=project_id) if _same_url(b.url, url)]
-    except ApiError as err:
+        existing = [b for b in gateway.list_ml_backends(project_id) if _same_url(b.get("url"), url)]
+    except LabelStudioError as err:
         raise refused("look up", err) from err
-
     created = not existing
+    if len(existing) > 1:
+        logger.warning(
+            "project %s has %d ML backends at %s; updating id=%s only",
+            project_id, len(existing), url, existing[0]["id"],
+        )  # fmt: skip
     try:
         if created:
-            backend = client.ml.create(project=project_id, url=url, **fields)
+            backend = gateway.create_ml_backend(fields)
         else:
-            if len(existing) > 1:
-                logger.warning(
-                    "project %s has %d ML backends at %s; updating id=%s only",
-                    project_id, len(existing), url, existing[0].id,
-                )  # fmt: skip
-            # PATCH needs url and project too: Label Studio re-runs /health and /setup with them
-            backend = client.ml.update(existing[0].id, project=project_id, url=url, **fields)
-    except ApiError as err:
+            backend = gateway.update_ml_backend(existing[0]["id"], fields)
+    except LabelStudioError as err:
         raise refused("create" if created else "update", err) from err
-    if backend.id is None:
+    backend = backend if isinstance(backend, dict) else {}
+    if backend.get("id") is None:
         raise ConnectError(
             f"Label Studio returned no id for ML backend {url} (project {project_id})"
         )
-
-    reported = backend.model_version
-    if reported and reported != model_version:
+    reported = backend.get("model_version")
+    if reported and reported != fields["title"]:
         logger.warning(
             "ML backend %s reports model_version %r through /setup, not %r: its predictions "
             "will not count in the score column of project %s",
-            url, reported, model_version, project_id,
+            url, reported, fields["title"], project_id,
         )  # fmt: skip
+    return int(backend["id"]), created
 
+
+def _set_project_version(gateway: Gateway, project_id: int, url: str, model_version: str) -> None:
+    """PATCH the project's model_version when it differs, and check that it holds."""
     try:
-        if client.projects.get(id=project_id).model_version != model_version:
-            client.projects.update(id=project_id, model_version=model_version)
-        actual = client.projects.get(id=project_id).model_version
-    except ApiError as err:
+        if gateway.get_project(project_id).get("model_version") != model_version:
+            gateway.update_project(project_id, model_version=model_version)
+        actual = gateway.get_project(project_id).get("model_version")
+    except LabelStudioError as err:
         raise ConnectError(
             f"Connected ML backend {url} to project {project_id}, but Label Studio refused to set "
             f"the project's model_version to {model_version!r}: {_explain(err)}"
@@ -120,12 +157,6 @@ def connect_backend(
             f"Project {project_id} kept model_version {actual!r} instead of {model_version!r} "
             f"after connecting ML backend {url}"
         )
-    return Connection(
-        ml_backend_id=backend.id,
-        project_id=project_id,
-        model_version=model_version,
-        created=created,
-    )
 
 
 def backend_model_version(
@@ -148,9 +179,11 @@ def _same_url(a: str | None, b: str) -> bool:
     return (a or "").rstrip("/") == b
 
 
-def _explain(err: ApiError) -> str:
+def _explain(err: LabelStudioError) -> str:
     """Status plus what Label Studio said, with a hint for the SSRF refusal."""
     body = err.body
+    if err.status_code is None:  # Label Studio stayed away: the message says how
+        return str(err)
     parts: list[str] = []
     if isinstance(body, dict):
         if body.get("detail"):

@@ -8,8 +8,9 @@ is 0 or absent (predictions made by the ML backend).
 
 Everything lives in Label Studio, so any machine sees the same draw:
 
-- each task's ``meta["act"]`` = ``{draw_id, rule, budget, floor, beta, seed, model_version,
-  drawn_at, n_tasks, suspicion, pi, delta}`` (the task's other meta keys are kept);
+- each task's review record ``meta["act"]`` (:mod:`act_backend.records`) = ``{draw_id, rule,
+  budget, floor, beta, seed, model_version, drawn_at, n_tasks, suspicion, pi, delta}`` (the
+  task's other meta keys are kept);
 - a Data Manager view "ACT review sample" whose task set is exactly the drawn tasks (δ = 1),
   most suspicious first. Label Studio 1.23.2 applies a view's ``selected_items`` to
   ``GET /api/tasks?view=`` and to the labeling stream ``/api/projects/{id}/next?view=``
@@ -31,15 +32,19 @@ import numbers
 import secrets
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from typing import Any
 
-import httpx
 import numpy as np
 from label_studio_sdk import LabelStudio
-from label_studio_sdk.core.api_error import ApiError
 
+from act_backend.records import (
+    review_record,
+    review_record_of,
+    suspicion_of,
+    with_review_record,
+)
 from act_plugin.act_math import (
     DEFAULT_BETA,
     DEFAULT_FLOOR,
@@ -47,18 +52,15 @@ from act_plugin.act_math import (
     draw_review,
     inclusion_probabilities,
 )
-from act_plugin.ls_tasks import (
-    META_KEY,
+from act_plugin.labelstudio import (
+    Gateway,
     LabelStudioError,
     act_prediction,
-    get_project,
-    list_tasks,
     model_versions,
     parse_time,
-    request_json,
     resolve_model_version,
-    suspicion_of,
 )
+from act_plugin.validation import budget_count
 
 __all__ = [
     "REVIEW_VIEW_TITLE",
@@ -84,8 +86,6 @@ _MATCH_NOTHING: dict[str, Any] = {
     "items": [{"filter": "filter:tasks:id", "operator": "equal", "type": "Number", "value": 0}],
 }
 _TOLERANCE = 1e-12
-#: Retries (by the SDK, with backoff) of a meta write that failed with 5xx or a lost connection.
-WRITE_RETRIES = 3
 _SEED_BITS = 32
 
 #: ``on_progress(stage, done, total)``; stage "read" (tasks fetched) or "write" (metas written).
@@ -142,8 +142,7 @@ class _Task:
 
     @property
     def act(self) -> dict[str, Any] | None:
-        act = self.meta.get(META_KEY)
-        return act if isinstance(act, dict) and isinstance(act.get("draw_id"), str) else None
+        return review_record_of(self.meta)
 
 
 @dataclass(frozen=True)
@@ -173,18 +172,8 @@ def compute_draw(
     return pi, draw_review(pi, seed=params.seed)
 
 
-def _check_options(budget: object, rule: object, floor: object, beta: object, seed: object) -> None:
-    if isinstance(budget, bool) or not isinstance(budget, (numbers.Integral, float)):
-        raise ReviewError(
-            f"budget must be a number of tasks (an int ≥ 1) or a fraction in (0, 1); got {budget!r}"
-        )
-    if isinstance(budget, numbers.Integral) and budget < 1:
-        raise ReviewError(f"budget as a count of tasks must be at least 1; got {budget!r}")
-    if isinstance(budget, float) and not 0.0 < budget < 1.0:
-        raise ReviewError(
-            f"budget as a fraction of the tasks must lie in (0, 1); got {budget!r} "
-            "(pass an int for a count of tasks)"
-        )
+def _check_options(rule: object, floor: object, beta: object, seed: object) -> None:
+    """The options that do not depend on the tasks (the budget is checked against N)."""
     if rule not in SAMPLING_RULES:
         raise ReviewError(f"rule must be one of {', '.join(SAMPLING_RULES)}; got {rule!r}")
     if not _is_real(floor) or not 0.0 <= float(floor) < 1.0:  # type: ignore[arg-type]
@@ -216,7 +205,8 @@ def _params_from_meta(act: Mapping[str, Any]) -> DrawParams | None:
             seed=act["seed"],
             model_version=act["model_version"],
         )
-        _check_options(params.budget, params.rule, params.floor, params.beta, params.seed)
+        _check_options(params.rule, params.floor, params.beta, params.seed)
+        budget_count(params.budget, act["n_tasks"])
     except (KeyError, TypeError, ValueError, ReviewError):
         return None
     return params if isinstance(params.model_version, str) else None
@@ -264,26 +254,9 @@ def _reproduces(existing: _Existing, tasks: Sequence[_Task], params: DrawParams)
     return True
 
 
-def _act_meta(
-    draw_id: str, drawn_at: str, params: DrawParams, n_tasks: int
-) -> Callable[[float, float, bool], dict[str, Any]]:
-    def make(suspicion: float, pi: float, delta: bool) -> dict[str, Any]:
-        return {
-            "draw_id": draw_id,
-            "rule": params.rule,
-            "budget": params.budget,
-            "floor": params.floor,
-            "beta": params.beta,
-            "seed": params.seed,
-            "model_version": params.model_version,
-            "drawn_at": drawn_at,
-            "n_tasks": n_tasks,
-            "suspicion": float(suspicion),
-            "pi": float(pi),
-            "delta": int(bool(delta)),
-        }
-
-    return make
+def _draw_fields(draw_id: str, drawn_at: str, params: DrawParams, n_tasks: int) -> dict[str, Any]:
+    """What every review record of the draw repeats (:data:`act_backend.records.DRAW_FIELDS`)."""
+    return {"draw_id": draw_id, **asdict(params), "drawn_at": drawn_at, "n_tasks": n_tasks}
 
 
 # --------------------------------------------------------------------------------------------
@@ -329,10 +302,10 @@ def draw_sample(
         Bad options, no ACT predictions ("run `ls-act annotate` first"), or Label Studio
         failing; an interrupted write is finished by running again.
     """
-    _check_options(budget, rule, floor, beta, seed)
+    _check_options(rule, floor, beta, seed)
     try:
         return _draw_sample(
-            client,
+            Gateway(client),
             int(project_id),
             budget=budget,
             rule=rule,
@@ -348,7 +321,7 @@ def draw_sample(
 
 
 def _draw_sample(
-    client: LabelStudio,
+    gateway: Gateway,
     project_id: int,
     *,
     budget: int | float,
@@ -360,9 +333,8 @@ def _draw_sample(
     model_version: str | None,
     on_progress: Progress | None,
 ) -> ReviewDraw:
-    project = get_project(client, project_id)
-    raw = list_tasks(
-        client,
+    project = gateway.get_project(project_id)
+    raw = gateway.list_tasks(
         project_id,
         on_page=(lambda done, total: on_progress("read", done, total)) if on_progress else None,
     )
@@ -373,15 +345,22 @@ def _draw_sample(
     except ValueError as exc:
         raise ReviewError(f"project {project_id}: {exc}") from None
     tasks = _act_tasks(raw, version)
+    try:
+        budget_count(budget, len(tasks))
+    except ValueError as exc:
+        raise ReviewError(
+            f"project {project_id} ({len(tasks)} tasks with an ACT prediction of {version!r}): "
+            f"{exc}"
+        ) from None
     n_without = len(raw) - len(tasks)
-    views = _list_views(client, project_id)
+    views = gateway.list_views(project_id)
     score_note = _score_note(project, version)
 
     existing = _latest_draw(tasks)
     note = ""
     if existing is not None and not redraw:
         kept = _keep_or_finish(
-            client, project_id, existing, tasks, views, n_without, score_note, on_progress
+            gateway, project_id, existing, tasks, views, n_without, score_note, on_progress
         )
         if kept is not None:
             return kept
@@ -390,11 +369,6 @@ def _draw_sample(
             "changed since; made a new draw"
         )
 
-    if isinstance(budget, numbers.Integral) and budget > len(tasks):
-        raise ReviewError(
-            f"budget {budget} exceeds the {len(tasks)} tasks with an ACT prediction "
-            f"(model_version {version!r}); lower it or pass a fraction in (0, 1)"
-        )
     params = DrawParams(
         rule=rule,
         budget=int(budget) if isinstance(budget, numbers.Integral) else float(budget),
@@ -404,7 +378,7 @@ def _draw_sample(
         model_version=version,
     )
     return _write_draw(
-        client, project_id, tasks, params, views,
+        gateway, project_id, tasks, params, views,
         draw_id=uuid.uuid4().hex,
         drawn_at=datetime.now(timezone.utc).isoformat(),
         skip={},
@@ -415,7 +389,7 @@ def _draw_sample(
 
 
 def _keep_or_finish(
-    client: LabelStudio,
+    gateway: Gateway,
     project_id: int,
     existing: _Existing,
     tasks: Sequence[_Task],
@@ -426,12 +400,12 @@ def _keep_or_finish(
 ) -> ReviewDraw | None:
     """The existing draw, complete or finished now; None when it cannot be finished."""
     if _is_complete(existing, views):
-        return _reuse(client, project_id, existing, tasks, n_without, views, score_note)
+        return _reuse(gateway, project_id, existing, tasks, n_without, views, score_note)
     params = _params_from_meta(existing.first)
     if params is None or not _reproduces(existing, tasks, params):
         return None
     return _write_draw(
-        client, project_id, tasks, params, views,
+        gateway, project_id, tasks, params, views,
         draw_id=existing.draw_id,
         drawn_at=str(existing.first.get("drawn_at")),
         skip=existing.carriers,
@@ -464,7 +438,7 @@ def _is_complete(existing: _Existing, views: Sequence[Mapping[str, Any]]) -> boo
 
 
 def _reuse(
-    client: LabelStudio,
+    gateway: Gateway,
     project_id: int,
     existing: _Existing,
     tasks: Sequence[_Task],
@@ -474,8 +448,8 @@ def _reuse(
 ) -> ReviewDraw:
     first = existing.first
     drawn_ids = tuple(sorted(t for t, act in existing.carriers.items() if act.get("delta") == 1))
-    view_id = _commit_view(client, project_id, existing.draw_id, drawn_ids, views)
-    suspicious_id = _ensure_suspicious_view(client, project_id, views)
+    view_id = _commit_view(gateway, project_id, existing.draw_id, drawn_ids, views)
+    suspicious_id = _ensure_suspicious_view(gateway, project_id, views)
     n_tasks = first.get("n_tasks")
     return ReviewDraw(
         draw_id=existing.draw_id,
@@ -500,7 +474,7 @@ def _reuse(
 
 
 def _write_draw(
-    client: LabelStudio,
+    gateway: Gateway,
     project_id: int,
     tasks: Sequence[_Task],
     params: DrawParams,
@@ -518,18 +492,18 @@ def _write_draw(
         pi, delta = compute_draw([t.suspicion for t in tasks], params)
     except ValueError as exc:
         raise ReviewError(f"project {project_id}: {exc}") from None
-    make = _act_meta(draw_id, drawn_at, params, len(tasks))
+    draw = _draw_fields(draw_id, drawn_at, params, len(tasks))
     todo = [
-        (task, make(task.suspicion, p, d))
+        (task, review_record(draw, suspicion=task.suspicion, pi=p, delta=d))
         for task, p, d in zip(tasks, pi, delta, strict=True)
         if task.task_id not in skip
     ]
     for done, (task, act) in enumerate(todo, start=1):
-        _write_meta(client, task, act, done - 1, len(todo))
+        _write_meta(gateway, task, act, done - 1, len(todo))
         if on_progress:
             on_progress("write", done, len(todo))
     drawn_ids = tuple(t.task_id for t, d in zip(tasks, delta, strict=True) if d)
-    view_id = _commit_view(client, project_id, draw_id, drawn_ids, views)
+    view_id = _commit_view(gateway, project_id, draw_id, drawn_ids, views)
     return ReviewDraw(
         draw_id=draw_id,
         rule=params.rule,
@@ -546,35 +520,24 @@ def _write_draw(
         view_id=view_id,
         reused=False,
         task_ids=drawn_ids,
-        suspicious_view_id=_ensure_suspicious_view(client, project_id, views),
+        suspicious_view_id=_ensure_suspicious_view(gateway, project_id, views),
         note=note,
     )
 
 
-def _write_meta(
-    client: LabelStudio, task: _Task, act: dict[str, Any], done: int, total: int
-) -> None:
-    meta = {**task.meta, META_KEY: act}
+def _write_meta(gateway: Gateway, task: _Task, act: dict[str, Any], done: int, total: int) -> None:
     try:
-        client.tasks.update(
-            id=task.task_id, meta=meta, request_options={"max_retries": WRITE_RETRIES}
-        )
-    except (ApiError, httpx.HTTPError) as exc:
-        reason = f"HTTP {exc.status_code}" if isinstance(exc, ApiError) else type(exc).__name__
+        gateway.update_task_meta(task.task_id, with_review_record(task.meta, act))
+    except LabelStudioError as exc:
         raise ReviewError(
             f"writing the review draw stopped at task {task.task_id} ({done} of {total} written): "
-            f"{reason}. Run the same command again: the interrupted draw is detected and finished."
+            f"{exc}. Run the same command again: the interrupted draw is detected and finished."
         ) from exc
 
 
 # --------------------------------------------------------------------------------------------
 # Data Manager views
 # --------------------------------------------------------------------------------------------
-
-
-def _list_views(client: LabelStudio, project_id: int) -> list[dict[str, Any]]:
-    views = request_json(client, "GET", "api/dm/views/", params={"project": project_id})
-    return [v for v in views or [] if isinstance(v, dict)]
 
 
 def _title(view: Mapping[str, Any]) -> str | None:
@@ -590,7 +553,7 @@ def _view_draw_id(view: Mapping[str, Any]) -> str | None:
 
 
 def _commit_view(
-    client: LabelStudio,
+    gateway: Gateway,
     project_id: int,
     draw_id: str,
     drawn_ids: Sequence[int],
@@ -603,40 +566,37 @@ def _commit_view(
     for view in views:
         if _view_draw_id(view) == draw_id:
             return int(view["id"])
-    body: dict[str, Any] = {
-        "project": project_id,
-        "data": {
-            "title": REVIEW_VIEW_TITLE,
-            "ordering": SCORE_ASCENDING,
-            "filters": _NO_FILTERS if drawn_ids else _MATCH_NOTHING,
-            "act_draw_id": draw_id,
-        },
+    data = {
+        "title": REVIEW_VIEW_TITLE,
+        "ordering": SCORE_ASCENDING,
+        "filters": _NO_FILTERS if drawn_ids else _MATCH_NOTHING,
+        "act_draw_id": draw_id,
     }
-    if drawn_ids:
-        body["selected_items"] = {"all": False, "included": sorted(drawn_ids)}
-    created = request_json(client, "POST", "api/dm/views/", json_body=body)
+    created = gateway.create_view(project_id, data, drawn_ids)
     for view in views:
         if _title(view) == REVIEW_VIEW_TITLE:
-            request_json(client, "DELETE", f"api/dm/views/{int(view['id'])}/")
-    return int(created["id"])
+            gateway.delete_view(int(view["id"]))
+    return created
 
 
 def ensure_suspicious_view(client: LabelStudio, project_id: int) -> int:
     """The id of the project's "ACT most suspicious first" view (created when missing)."""
-    return _ensure_suspicious_view(client, project_id, _list_views(client, project_id))
+    gateway = Gateway(client)
+    try:
+        return _ensure_suspicious_view(gateway, project_id, gateway.list_views(project_id))
+    except LabelStudioError as exc:
+        raise ReviewError(f"project {project_id}: {exc}") from exc
 
 
 def _ensure_suspicious_view(
-    client: LabelStudio, project_id: int, views: Sequence[Mapping[str, Any]]
+    gateway: Gateway, project_id: int, views: Sequence[Mapping[str, Any]]
 ) -> int:
     for view in views:
         if _title(view) == SUSPICIOUS_VIEW_TITLE:
             return int(view["id"])
-    body = {
-        "project": project_id,
-        "data": {"title": SUSPICIOUS_VIEW_TITLE, "ordering": SCORE_ASCENDING},
-    }
-    return int(request_json(client, "POST", "api/dm/views/", json_body=body)["id"])
+    return gateway.create_view(
+        project_id, {"title": SUSPICIOUS_VIEW_TITLE, "ordering": SCORE_ASCENDING}
+    )
 
 
 def _score_note(project: Mapping[str, Any], version: str) -> str:

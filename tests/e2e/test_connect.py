@@ -9,12 +9,11 @@ import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import SimpleNamespace
 from typing import Any
 
 import httpx
 import pytest
-from label_studio_sdk.core.api_error import ApiError
+from label_studio_sdk import LabelStudio
 
 from act_plugin.connect import ConnectError, connect_backend
 from act_plugin.local_ls import LocalLabelStudio, free_port
@@ -306,12 +305,18 @@ def test_ssrf_refusal_explains_the_server_settings() -> None:
         "exc_info": None,
     }
 
-    def refuse(**_: Any) -> None:
-        raise ApiError(status_code=403, body=body)
+    def label_studio(request: httpx.Request) -> httpx.Response:
+        if request.method == "GET":  # the project's ML backends: none
+            return httpx.Response(200, json=[])
+        return httpx.Response(403, json=body)  # creating one
 
-    client = SimpleNamespace(ml=SimpleNamespace(list=lambda project: [], create=refuse))
+    client = LabelStudio(
+        base_url="http://label-studio.invalid",
+        api_key="token",
+        httpx_client=httpx.Client(transport=httpx.MockTransport(label_studio)),
+    )
     with pytest.raises(ConnectError) as err:
-        connect_backend(client, 7, "http://127.0.0.1:9090", model_version=VERSION)  # type: ignore[arg-type]
+        connect_backend(client, 7, "http://127.0.0.1:9090", model_version=VERSION)
     message = str(err.value)
     assert "project 7" in message and "http://127.0.0.1:9090" in message
     assert "reserved network address" in message

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from act_plugin import ls_tasks, review
+from act_plugin import review
 from act_plugin.act_math import inclusion_probabilities
+from act_plugin.labelstudio import gateway
 from act_plugin.review import (
     REVIEW_VIEW_TITLE,
     SUSPICIOUS_VIEW_TITLE,
@@ -204,8 +205,7 @@ def test_an_interrupted_draw_is_finished_and_never_mixed(
     act_project, ls_client, label_studio, monkeypatch
 ):
     project_id, suspicion = act_project
-    monkeypatch.setattr(ls_tasks, "RETRY_DELAYS", (0.01,))
-    monkeypatch.setattr(review, "WRITE_RETRIES", 0)
+    monkeypatch.setattr(gateway, "RETRY_DELAYS", (0.01,))
     # project, task list, views, then 8 meta writes succeed; the 9th write fails
     with FaultyProxy(label_studio.url, fail_after=3 + 8) as proxy:
         flaky = client_at(proxy.url, label_studio.token)
@@ -235,8 +235,7 @@ def test_an_interrupted_draw_over_changed_tasks_is_redone(
     act_project, ls_client, label_studio, monkeypatch
 ):
     project_id, _ = act_project
-    monkeypatch.setattr(ls_tasks, "RETRY_DELAYS", (0.01,))
-    monkeypatch.setattr(review, "WRITE_RETRIES", 0)
+    monkeypatch.setattr(gateway, "RETRY_DELAYS", (0.01,))
     with FaultyProxy(label_studio.url, fail_after=3 + 5, mode="close") as proxy:
         flaky = client_at(proxy.url, label_studio.token)
         with pytest.raises(ReviewError, match="5 of 20 written"):

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from act_plugin import ls_tasks
+from act_plugin.labelstudio import gateway
 from act_plugin.review import DrawParams, compute_draw, draw_sample
 from act_plugin.sync import COLUMNS, STATE_FILE, SyncError, sync_training_set
 from tests.support.faulty_proxy import FaultyProxy
@@ -261,8 +261,8 @@ def test_label_studio_failing_mid_sync_writes_nothing(
     sync_training_set(ls_client, project_id, tmp_path)
     before = digest(tmp_path)
     ls_client.annotations.create(id=ids[0], result=choice("neutral"))
-    monkeypatch.setattr(ls_tasks, "RETRY_DELAYS", (0.05, 0.1))
-    monkeypatch.setattr(ls_tasks, "PAGE_SIZE", 5)  # 3 pages: the failure comes mid-list
+    monkeypatch.setattr(gateway, "RETRY_DELAYS", (0.05, 0.1))
+    monkeypatch.setattr(gateway, "PAGE_SIZE", 5)  # 3 pages: the failure comes mid-list
 
     with FaultyProxy(label_studio.url, fail_after=fail_after, mode=mode) as proxy:
         flaky = client_at(proxy.url, label_studio.token)

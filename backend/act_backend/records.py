@@ -1,0 +1,185 @@
+"""The wire formats ACT writes into Label Studio and reads back, in one place.
+
+- **ACT prediction**: ``result`` (the machine label as a region of the control to fill, plus the
+  critic's rationale as a region of the rationale TextArea when the config reserves one),
+  ``score = 1 − ε̂`` (Label Studio's score column: ascending order is most suspicious first),
+  ``mislabeling = ε̂`` and ``model_version``. Label Studio's ML backend integration stores only
+  result, score and model_version of what ``/predict`` returns; :func:`suspicion_of` then reads
+  ε̂ back as 1 − score.
+- **Review record** ``meta["act"]`` of a task: the draw it belongs to (:data:`DRAW_FIELDS`) and
+  the task's own ``suspicion``, ``pi`` (inclusion probability) and ``delta`` (drawn or not).
+
+Writers and readers (the backend, ``ls-act annotate``, ``review`` and ``sync``) all use this
+module, so a change of format is made here once.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from .domain import MachineLabel
+from .labeling import LabelingSpec
+from .scoring import prediction_score
+
+__all__ = [
+    "DEFAULT_RATIONALE_FIELD",
+    "DRAW_FIELDS",
+    "META_KEY",
+    "answer_labels",
+    "answer_region",
+    "encode_prediction",
+    "record_pi",
+    "review_record",
+    "review_record_of",
+    "suspicion_of",
+    "with_review_record",
+]
+
+#: Name of the TextArea that shows the critic's rationale, unless configured otherwise.
+DEFAULT_RATIONALE_FIELD = "act_rationale"
+#: Key of the task ``meta`` that holds the review record.
+META_KEY = "act"
+#: What a review record says about its draw (the same on every task of the draw), in order.
+DRAW_FIELDS: tuple[str, ...] = (
+    "draw_id", "rule", "budget", "floor", "beta", "seed", "model_version", "drawn_at", "n_tasks",
+)  # fmt: skip
+_SCORE_DIGITS = 6
+
+# --------------------------------------------------------------------------------------------
+# ACT predictions
+# --------------------------------------------------------------------------------------------
+
+
+def encode_prediction(
+    spec: LabelingSpec,
+    task_id: int,
+    label: MachineLabel,
+    suspicion: float,
+    rationale: str,
+    model_version: str,
+) -> dict[str, Any]:
+    """The ACT prediction of one task: result regions, score, mislabeling, model_version."""
+    answer = str(label.answer) if spec.kind == "textarea" else list(label.labels)
+    result = [answer_region(spec, task_id, answer)]
+    shown = spec.rationale_region(task_id, f"suspicion {suspicion:.2f}: {rationale}".strip())
+    if shown is not None:
+        result.append(shown)
+    return {
+        "result": result,
+        "score": round(prediction_score(suspicion), _SCORE_DIGITS),
+        "mislabeling": float(suspicion),
+        "model_version": model_version,
+    }
+
+
+def answer_region(spec: LabelingSpec, task_id: int, answer: list[str] | str) -> dict[str, Any]:
+    """The machine label as a Label Studio region (labels validated against the config)."""
+    control = spec.interface.get_control(spec.control_name)
+    if spec.kind == "choices":
+        region = control.label(list(answer), to_name=spec.to_name)
+    else:
+        region = control.label(text=[str(answer)], to_name=spec.to_name)
+    region.id = f"act-{task_id}-{spec.control_name}"
+    return json.loads(region.to_json())
+
+
+def answer_labels(result: object, spec: LabelingSpec) -> list[str] | None:
+    """The labels of the regions of ``spec.control_name`` in a result (prediction or annotation).
+
+    Choices: the union of the chosen values, sorted. TextArea: its texts joined by newlines,
+    as one element. Without such a region: [] for a multiple choice (nothing chosen), else None.
+    """
+    name = spec.control_name
+    items = result if isinstance(result, list) else []
+    regions = [r for r in items if isinstance(r, dict) and r.get("from_name") == name]
+    if not regions:
+        return [] if spec.kind == "choices" and spec.multiple else None
+    values = [r.get("value") if isinstance(r.get("value"), dict) else {} for r in regions]
+    if spec.kind == "choices":
+        return sorted({str(c) for v in values for c in v.get("choices") or []})
+    texts = [str(t) for v in values for t in v.get("text") or []]
+    return ["\n".join(texts)]
+
+
+def suspicion_of(prediction: Mapping[str, Any]) -> float:
+    """ε̂ ∈ [0, 1] of an ACT prediction: ``mislabeling`` when positive, else 1 − ``score``.
+
+    Predictions made by the ML backend may leave ``mislabeling`` at 0 and carry only
+    ``score = 1 − suspicion``; with neither, the suspicion is 0. Clipped to [0, 1].
+
+    >>> suspicion_of({"score": 0.75, "mislabeling": 0.0}), suspicion_of({})
+    (0.25, 0.0)
+    """
+    mislabeling = _number(prediction.get("mislabeling"))
+    score = _number(prediction.get("score"))
+    if mislabeling is not None and mislabeling > 0.0:
+        value = mislabeling
+    elif score is not None:
+        value = 1.0 - score
+    else:
+        value = 0.0
+    return min(1.0, max(0.0, value))
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    number = float(value)
+    return number if number == number else None  # NaN → None
+
+
+# --------------------------------------------------------------------------------------------
+# Review records (task meta["act"])
+# --------------------------------------------------------------------------------------------
+
+
+def review_record(
+    draw: Mapping[str, Any], *, suspicion: float, pi: float, delta: bool
+) -> dict[str, Any]:
+    """One task's ``meta["act"]``: the draw's :data:`DRAW_FIELDS`, then suspicion, π and δ.
+
+    >>> draw = dict.fromkeys(DRAW_FIELDS, 0) | {"draw_id": "d"}
+    >>> review_record(draw, suspicion=0.5, pi=0.25, delta=True)["delta"]
+    1
+    """
+    missing = [name for name in DRAW_FIELDS if name not in draw]
+    if missing:
+        raise ValueError(f"a review record needs the draw's {', '.join(missing)}")
+    return {
+        **{name: draw[name] for name in DRAW_FIELDS},
+        "suspicion": float(suspicion),
+        "pi": float(pi),
+        "delta": int(bool(delta)),
+    }
+
+
+def review_record_of(meta: object) -> dict[str, Any] | None:
+    """The review record in a task's ``meta``; None without one (or when it has no draw_id).
+
+    >>> review_record_of({"act": {"draw_id": "d"}}), review_record_of({"act": {"draw_id": 1}})
+    ({'draw_id': 'd'}, None)
+    """
+    record = meta.get(META_KEY) if isinstance(meta, Mapping) else None
+    return record if isinstance(record, dict) and isinstance(record.get("draw_id"), str) else None
+
+
+def with_review_record(meta: object, record: Mapping[str, Any]) -> dict[str, Any]:
+    """The task's ``meta`` with ``record`` as its review record (other keys kept)."""
+    kept = dict(meta) if isinstance(meta, Mapping) else {}
+    return {**kept, META_KEY: dict(record)}
+
+
+def record_pi(record: Mapping[str, Any]) -> float | None:
+    """The record's π when usable: a number in [0, 1], and above 0 for a drawn task.
+
+    >>> record_pi({"pi": 0.5, "delta": 1}), record_pi({"pi": 0.0, "delta": 1}), record_pi({})
+    (0.5, None, None)
+    """
+    pi = record.get("pi")
+    if isinstance(pi, bool) or not isinstance(pi, (int, float)) or not 0.0 <= pi <= 1.0:
+        return None
+    if record.get("delta") == 1 and pi == 0.0:
+        return None
+    return float(pi)

@@ -1,0 +1,192 @@
+"""The training-set files: JSONL, CSV, Parquet and a Hugging Face dataset, replaced atomically.
+
+The same rows give byte-identical files (the HF dataset too: its fingerprint is the SHA-256 of
+the JSONL). Outputs and the sync state are written to temporary names and renamed only when all
+were written, so a failure leaves the previous outputs as they were.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import hashlib
+import io
+import json
+import os
+import shutil
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from .fetch import STATE_FILE
+from .rows import COLUMNS
+
+__all__ = ["FORMATS", "OUTPUT_NAMES", "OutputError", "write_outputs"]
+
+FORMATS: tuple[str, ...] = ("jsonl", "csv", "parquet", "hf")
+OUTPUT_NAMES: dict[str, str] = {
+    "jsonl": "training_set.jsonl",
+    "csv": "training_set.csv",
+    "parquet": "training_set.parquet",
+    "hf": "hf_dataset",
+}
+
+
+class OutputError(RuntimeError):
+    """An output could not be written; the previous outputs are unchanged."""
+
+
+def write_outputs(
+    out_dir: Path, rows: list[dict[str, Any]], formats: Sequence[str], state: Mapping[str, Any]
+) -> dict[str, Path]:
+    """Every output in ``formats`` and the sync state, all or nothing: each is written to a
+    temporary name and renamed only when all were written. The paths, by format."""
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create the output directory {out_dir}: {exc}") from None
+    jsonl = _jsonl_bytes(rows)
+    writers: dict[str, Callable[[Path], object]] = {
+        "jsonl": lambda path: path.write_bytes(jsonl),
+        "csv": lambda path: path.write_bytes(_csv_bytes(rows)),
+        "parquet": lambda path: _write_parquet(rows, path),
+        "hf": lambda path: _write_hf(
+            rows, path, fingerprint=hashlib.sha256(jsonl).hexdigest()[:16]
+        ),
+        STATE_FILE: lambda path: path.write_text(
+            json.dumps(state, sort_keys=True, ensure_ascii=False), "utf-8"
+        ),
+    }
+    staged: list[tuple[Path, Path]] = []  # (temporary, final), the state file last
+    for key in (*formats, STATE_FILE):
+        name = OUTPUT_NAMES.get(key, key)
+        temporary = out_dir / f".tmp-{name}-{os.getpid()}"
+        staged.append((temporary, out_dir / name))
+        try:
+            _remove(temporary)
+            writers[key](temporary)
+        except Exception as exc:
+            for path, _ in staged:
+                _remove(path)
+            raise OutputError(
+                f"could not write {name} to {out_dir}: {exc}. The previous outputs are unchanged."
+            ) from exc
+    for temporary, final in staged:
+        _replace(temporary, final)
+    return {fmt: out_dir / OUTPUT_NAMES[fmt] for fmt in formats}
+
+
+def _replace(temporary: Path, final: Path) -> None:
+    """Move ``temporary`` to ``final`` (a directory replaces the old one almost atomically)."""
+    if temporary.is_dir():
+        old = final.with_name(f".old-{final.name}-{os.getpid()}")
+        if final.exists():
+            os.replace(final, old)
+        os.replace(temporary, final)
+        _remove(old)
+    else:
+        os.replace(temporary, final)
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+def _jsonl_bytes(rows: Sequence[Mapping[str, Any]]) -> bytes:
+    lines = (json.dumps(r, sort_keys=True, ensure_ascii=False, allow_nan=False) for r in rows)
+    return "".join(line + "\n" for line in lines).encode("utf-8")
+
+
+def _csv_cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value, sort_keys=True, ensure_ascii=False)
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def _csv_bytes(rows: Sequence[Mapping[str, Any]]) -> bytes:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(COLUMNS)
+    for row in rows:
+        writer.writerow([_csv_cell(row[c]) for c in COLUMNS])
+    return buffer.getvalue().encode("utf-8")
+
+
+def _arrow_table(rows: Sequence[Mapping[str, Any]]) -> Any:
+    """The rows as a pyarrow Table with a fixed schema.
+
+    ``data`` is a struct when pyarrow can type every task's data alike (the usual case: the
+    same keys and value types); otherwise it is the JSON text.
+    """
+    import pyarrow as pa
+
+    labels = pa.list_(pa.string())
+    types = {
+        "task_id": pa.int64(),
+        "machine_label": labels,
+        "human_label": labels,
+        "reviewed": pa.bool_(),
+        "in_sample": pa.bool_(),
+        "outside_sample": pa.bool_(),
+        "pending": pa.bool_(),
+        "suspicion": pa.float64(),
+        "pi": pa.float64(),
+        "delta": pa.int64(),
+        "weight_machine": pa.float64(),
+        "weight_human": pa.float64(),
+        "machine_correct": pa.bool_(),
+        "model_version": pa.string(),
+        "annotation_id": pa.int64(),
+        "annotator": pa.int64(),
+        "draw_id": pa.string(),
+    }
+    columns = {name: pa.array([r[name] for r in rows], type=t) for name, t in types.items()}
+    columns["data"] = _data_column([r["data"] for r in rows])
+    return pa.table({name: columns[name] for name in COLUMNS})
+
+
+def _data_column(values: list[Any]) -> Any:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        column = pa.array(values)
+        if not pa.types.is_struct(column.type) or column.type.num_fields == 0:
+            raise ValueError("not a struct with fields")
+        pq.write_table(pa.table({"data": column}), io.BytesIO())  # can Parquet store it?
+        return column
+    except (pa.ArrowException, ValueError, TypeError):
+        texts = [json.dumps(v, sort_keys=True, ensure_ascii=False) for v in values]
+        return pa.array(texts, type=pa.string())
+
+
+def _write_parquet(rows: Sequence[Mapping[str, Any]], path: Path) -> None:
+    import pyarrow.parquet as pq
+
+    pq.write_table(_arrow_table(rows), path)
+
+
+def _write_hf(rows: Sequence[Mapping[str, Any]], path: Path, *, fingerprint: str) -> None:
+    """``datasets.Dataset.save_to_disk`` with a fingerprint from the content (reproducible)."""
+    import datasets
+    from datasets.table import InMemoryTable
+    from datasets.utils import logging as hf_logging
+
+    bars_were_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        dataset = datasets.Dataset(InMemoryTable(_arrow_table(rows)), fingerprint=fingerprint)
+        dataset.save_to_disk(str(path))
+    finally:
+        if bars_were_enabled:
+            hf_logging.enable_progress_bar()
