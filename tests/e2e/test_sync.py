@@ -276,6 +276,17 @@ def test_label_studio_failing_mid_sync_writes_nothing(
 
 
 @pytest.mark.e2e
+def test_the_rationale_field_is_named_as_for_annotate(ls_client, make_project, tmp_path):
+    """A rationale TextArea named otherwise is the second target unless sync is told its name."""
+    config = CHOICES.replace('name="act_rationale"', 'name="why"')
+    project_id = make_project(config, [{"text": "a"}])
+    write_act_predictions(ls_client, {task_ids(ls_client, project_id)[0]: 0.4})
+    with pytest.raises(SyncError, match="exactly one"):
+        sync_training_set(ls_client, project_id, tmp_path)
+    assert sync_training_set(ls_client, project_id, tmp_path, rationale_field="why").n_rows == 1
+
+
+@pytest.mark.e2e
 def test_a_project_without_act_predictions(ls_client, make_project, tmp_path):
     project_id = make_project(CHOICES, [{"text": "a"}])
     with pytest.raises(SyncError, match="run `ls-act annotate` first"):
