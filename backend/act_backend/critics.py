@@ -14,52 +14,30 @@ White-box over an API:
 White-box on a local model (``ACT_CRITIC_ENGINE=transformers``):
 - ``perplexity``: the same question; the perplexity of the answer "No" (not wrong),
   ppl = exp(−mean log p(tokens of "No" | prompt)), mapped to ε̂ = 1 − 1/ppl (``scoring``).
+
+Which strategies exist, their answer fields and the engines that serve them: ``strategies``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
 
 from .annotator import object_schema
 from .domain import Critique, Item, MachineLabel, TaskError, Usage
 from .labeling import LabelingSpec
 from .llm import AnswerLogprob, CachedChat, Completion
 from .parsing import json_object, probability_field, text_field
-from .prompting import PromptBook
+from .prompting import Message, PromptBook
 from .scoring import p_yes, perplexity, suspicion_from_confidence, suspicion_from_perplexity
+from .strategies import get_strategy
 
-
-@dataclass(frozen=True)
-class BlackBoxStrategy:
-    """A prompt template, the answer's fields, and how the answer becomes a suspicion."""
-
-    fields: tuple[str, ...]
-    suspicion: Callable[[dict[str, Any]], float]
-
-
-def _probability_wrong(answer: dict[str, Any]) -> float:
-    return probability_field(answer, "probability_wrong")
-
-
-def _from_confidence(answer: dict[str, Any]) -> float:
-    return suspicion_from_confidence(probability_field(answer, "confidence"))
-
-
-_NUMBER_FIELDS = {"probability_wrong", "confidence"}
-BLACK_BOX: dict[str, BlackBoxStrategy] = {
-    "naive": BlackBoxStrategy(("probability_wrong", "rationale"), _probability_wrong),
-    "confidence": BlackBoxStrategy(("confidence", "rationale"), _from_confidence),
-    "cot": BlackBoxStrategy(("reasoning", "probability_wrong", "rationale"), _probability_wrong),
-    "devils_advocate": BlackBoxStrategy(
-        ("counterargument", "probability_wrong", "rationale"), _probability_wrong
-    ),
+#: A black-box answer's number → ε̂, by the field that carries it (``Strategy.score_field``).
+SUSPICION_OF: dict[str, Callable[[float], float]] = {
+    "probability_wrong": lambda p: p,
+    "confidence": suspicion_from_confidence,
 }
-STRATEGIES = (*BLACK_BOX, "p_yes", "perplexity")
 #: The answer whose perplexity the ``perplexity`` strategy measures (to the p_yes question).
 PERPLEXITY_ANSWER = "No"
-_TEMPLATE_OF = {"perplexity": "p_yes"}  # strategies that reuse another strategy's prompt
 
 
 class LLMCritic:
@@ -68,52 +46,43 @@ class LLMCritic:
     def __init__(
         self, chat: CachedChat, prompts: PromptBook, *, strategy: str, top_logprobs: int = 20
     ) -> None:
-        if strategy not in STRATEGIES:
-            raise ValueError(f"unknown critic strategy {strategy!r}; choose one of {STRATEGIES}")
-        if strategy == "perplexity" and not callable(getattr(chat, "answer_logprob", None)):
-            raise ValueError(
-                "the perplexity strategy needs a local (white-box) model: "
-                "ACT_CRITIC_ENGINE=transformers"
-            )
         self.chat = chat
         self.prompts = prompts
         self.strategy = strategy
         self.top_logprobs = top_logprobs
+        self._strategy = get_strategy(strategy, chat.engine)
 
     def criticize(
         self, item: Item, spec: LabelingSpec, label: MachineLabel
     ) -> tuple[Critique, Usage]:
-        messages = self.prompts.critic_messages(
-            item, spec, label, strategy=_TEMPLATE_OF.get(self.strategy, self.strategy)
-        )
-        if self.strategy == "perplexity":
+        messages = self.prompts.critic_messages(item, spec, label, strategy=self._strategy.template)
+        if self._strategy.kind == "white-box":
             scored: AnswerLogprob = self.chat.answer_logprob(  # type: ignore[attr-defined]
                 messages, PERPLEXITY_ANSWER
             )
             return _perplexity_critique(scored), scored.usage
-        if self.strategy == "p_yes":
+        if self._strategy.kind == "logprobs":
             critique, completion = self.chat.ask(
                 messages, _parse_p_yes, max_tokens=1, top_logprobs=self.top_logprobs
             )
         else:
-            strategy = BLACK_BOX[self.strategy]
-            props = {
-                f: {"type": "number"} if f in _NUMBER_FIELDS else {"type": "string"}
-                for f in strategy.fields
-            }
-
-            def parse(completion: Completion) -> Critique:
-                answer = json_object(completion.text)
-                rationale = text_field(answer, "rationale", required=False) or ""
-                return Critique(strategy.suspicion(answer), rationale)
-
-            critique, completion = self.chat.ask(
-                messages,
-                parse,
-                schema=object_schema(props),
-                schema_name=f"critique_{self.strategy}",
-            )
+            critique, completion = self._ask_black_box(messages)
         return critique, completion.usage
+
+    def _ask_black_box(self, messages: list[Message]) -> tuple[Critique, Completion]:
+        """The answer object of the strategy's fields; its number field mapped to ε̂."""
+        fields, score = self._strategy.fields, self._strategy.score_field
+        props = {f: {"type": "number" if f == score else "string"} for f in fields}
+
+        def parse(completion: Completion) -> Critique:
+            answer = json_object(completion.text)
+            rationale = text_field(answer, "rationale", required=False) or ""
+            suspicion = SUSPICION_OF[score](probability_field(answer, score))
+            return Critique(suspicion, rationale)
+
+        return self.chat.ask(
+            messages, parse, schema=object_schema(props), schema_name=f"critique_{self.strategy}"
+        )
 
 
 def _perplexity_critique(scored: AnswerLogprob) -> Critique:

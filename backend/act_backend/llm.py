@@ -12,7 +12,7 @@ import json
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import openai
 from openai.types.chat import ChatCompletion
@@ -81,6 +81,9 @@ class CachedChat(ABC):
     an answer; part of every cache key) and ``close``.
     """
 
+    #: The engine this client belongs to (``settings.Engine``): what it can serve.
+    engine: ClassVar[str]
+
     def __init__(self, cache: ResultCache | None = None) -> None:
         self._cache = cache
 
@@ -146,6 +149,8 @@ class CachedChat(ABC):
 
 class ChatClient(CachedChat):
     """One role's endpoint and sampling settings; thread-safe, one per role."""
+
+    engine = "openai"
 
     def __init__(self, settings: EngineSettings, *, cache: ResultCache | None = None) -> None:
         super().__init__(cache)

@@ -15,6 +15,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+from .strategies import STRATEGIES, Strategy, get_strategy, served_by, strategy_problem
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
@@ -22,16 +24,13 @@ else:  # pragma: no cover
 
 StructuredOutput = Literal["json_schema", "json_object", "none"]
 Engine = Literal["openai", "transformers", "embedding"]
-CriticStrategy = Literal[
-    "naive", "confidence", "cot", "devils_advocate", "p_yes", "perplexity", "knn"
-]
 
 DEFAULT_ANNOTATOR_MODEL = "gpt-4o"
 DEFAULT_CRITIC_MODEL = "gpt-4o-mini"
 # With no LLM configured for a role, it runs offline on sentence embeddings (engines/embedding/).
 OFFLINE_ENGINE = "embedding"
 OFFLINE_MODEL = "all-MiniLM-L6-v2"
-OFFLINE_CRITIC_STRATEGY = "knn"
+OFFLINE_CRITIC_STRATEGY = served_by(OFFLINE_ENGINE)[0]
 
 
 class SettingsError(ValueError):
@@ -70,8 +69,23 @@ class EngineSettings(_Model):
 
 
 class CriticSettings(EngineSettings):
-    strategy: CriticStrategy = "cot"
+    """The critic role: an engine and one of its strategies (``strategies.STRATEGIES``)."""
+
+    strategy: str = "cot"
     top_logprobs: int = Field(20, ge=1, le=20)
+
+    @field_validator("strategy")
+    @classmethod
+    def _known_strategy(cls, value: str) -> str:
+        get_strategy(value)
+        return value
+
+    def served_strategy(self) -> Strategy:
+        """The registry entry of ``strategy``; SettingsError if ``engine`` cannot serve it."""
+        problem = strategy_problem(self.strategy, self.engine)
+        if problem is not None:
+            raise SettingsError(f"setting 'critic.strategy' (env ACT_CRITIC_STRATEGY): {problem}")
+        return STRATEGIES[self.strategy]
 
 
 class Settings(_Model):
@@ -110,7 +124,7 @@ class Settings(_Model):
         """The annotator gives its reasoning when asked to, or when the critic argues against it."""
         if self.annotator_reasoning is not None:
             return self.annotator_reasoning
-        return self.critic.strategy == "devils_advocate"
+        return STRATEGIES[self.critic.strategy].shows_reasoning
 
     @property
     def offline_roles(self) -> tuple[str, ...]:
@@ -124,8 +138,8 @@ class Settings(_Model):
             return (
                 "offline default: no LLM configured (no OPENAI_BASE_URL/OPENAI_API_KEY, "
                 "ACT_<ROLE>_* or config file): annotating by zero-shot sentence embeddings "
-                f"({OFFLINE_MODEL}) and criticizing with the knn strategy; text <Choices> "
-                "configs only. Set OPENAI_BASE_URL and OPENAI_API_KEY (or "
+                f"({OFFLINE_MODEL}) and criticizing with the {OFFLINE_CRITIC_STRATEGY} strategy; "
+                "text <Choices> configs only. Set OPENAI_BASE_URL and OPENAI_API_KEY (or "
                 "ACT_ANNOTATOR_ENGINE) for LLM annotation."
             )
         if self.offline_roles:
@@ -231,8 +245,9 @@ def _fill_role(role: str, section: dict[str, Any], llm_model: str) -> None:
 
     A role whose engine, model, base_url and api_key are all unset (file, ACT_<ROLE>_* and
     OPENAI_* alike), and for the critic whose strategy is unset or ``knn``, runs offline:
-    engine ``embedding``, model all-MiniLM-L6-v2, critic strategy ``knn``. A critic asked for
-    ``knn`` without an engine gets ``embedding`` too. Otherwise the LLM defaults apply.
+    engine ``embedding``, model all-MiniLM-L6-v2, critic strategy ``knn`` (the one the strategy
+    registry gives that engine). A critic asked for ``knn`` without an engine gets ``embedding``
+    too. Otherwise the LLM defaults apply.
     """
     strategy = section.get("strategy") if role == "critic" else None
     names_llm = any(section.get(k) for k in ("engine", "model", "base_url", "api_key"))

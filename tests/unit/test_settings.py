@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import get_args
 
 import pytest
 from typer.testing import CliRunner
 
+from act_backend.engines import ENGINE_MODULES
 from act_backend.settings import (
     DEFAULT_ANNOTATOR_MODEL,
     DEFAULT_CRITIC_MODEL,
     ENV_VARS,
+    Engine,
     SettingsError,
     load_settings,
 )
+from act_backend.strategies import STRATEGIES
 from act_plugin.cli import app
 
 
@@ -46,6 +50,27 @@ def test_roles_are_configured_independently_and_env_beats_file(tmp_path):
 def test_devils_advocate_turns_on_annotator_reasoning():
     assert not load_settings(env={}).wants_annotator_reasoning
     assert load_settings(env={"ACT_CRITIC_STRATEGY": "devils_advocate"}).wants_annotator_reasoning
+
+
+def test_the_strategy_registry_names_real_engines_and_prompt_templates():
+    engines = set(get_args(Engine))
+    assert set(ENGINE_MODULES) == engines
+    prompts = Path(__file__).parents[2] / "backend" / "act_backend" / "prompts"
+    for strategy in STRATEGIES.values():
+        assert strategy.engines and set(strategy.engines) <= engines, strategy.name
+        if strategy.kind == "black-box":
+            assert strategy.score_field in strategy.fields, strategy.name
+        if strategy.kind != "knn":
+            assert (prompts / f"critic_{strategy.template}.j2").is_file(), strategy.name
+
+
+def test_a_strategy_its_engine_cannot_serve_names_the_engine_that_can():
+    s = load_settings(env={"ACT_CRITIC_ENGINE": "openai", "ACT_CRITIC_STRATEGY": "perplexity"})
+    with pytest.raises(SettingsError) as exc:
+        s.critic.served_strategy()
+    message = str(exc.value)
+    assert "ACT_CRITIC_STRATEGY" in message and "ACT_CRITIC_ENGINE=transformers" in message
+    assert "the openai engine serves only 'naive', 'confidence'" in message
 
 
 def test_invalid_values_name_the_setting_and_variable_but_not_secrets():

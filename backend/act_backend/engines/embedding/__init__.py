@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 from ...cache import ResultCache
-from ...settings import EngineSettings, Settings, SettingsError
+from ...settings import EngineSettings, Settings
 from .encoder import DEFAULT_BATCH_SIZE, encoder_for
 from .knn_critic import KnnCritic
 from .memory import MEMORY_FILE, NeighbourMemory
@@ -28,12 +28,7 @@ def make_annotator(settings: Settings, cache: ResultCache | None) -> ZeroShotAnn
 
 def make_critic(settings: Settings, cache: ResultCache | None) -> KnnCritic:
     """The kNN critic for ``settings.critic``, remembering items in ``settings.cache_dir``."""
-    if settings.critic.strategy != "knn":
-        raise SettingsError(
-            f"setting 'critic.strategy' (env ACT_CRITIC_STRATEGY): the embedding engine serves "
-            f"only 'knn'; got {settings.critic.strategy!r} (LLM strategies need "
-            "ACT_CRITIC_ENGINE=openai or transformers)"
-        )
+    settings.critic.served_strategy()
     return KnnCritic(
         encoder_for(settings.critic),
         NeighbourMemory(settings.cache_dir / MEMORY_FILE),

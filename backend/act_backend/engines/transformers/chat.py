@@ -37,6 +37,8 @@ ENGINE_REVISION = "transformers-1"
 class TransformersChat(CachedChat):
     """One role on a local model; thread-safe. The model loads on first use and is shared."""
 
+    engine = "transformers"
+
     def __init__(self, settings: EngineSettings, *, cache: ResultCache | None = None) -> None:
         super().__init__(cache)
         self.settings = settings
