@@ -40,7 +40,7 @@ CALLS_PER_TASK = 2  # annotator + critic
 console = Console(width=120)
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -74,46 +74,51 @@ def stub_llm(latency: float):
 
 
 @contextmanager
-def backend(base_url: str, concurrency: int, cache_dir: Path):
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ACT_", "OPENAI_"))}
-    env.update(
-        OPENAI_BASE_URL=base_url,
-        OPENAI_API_KEY="bench",
-        ACT_CONCURRENCY=str(concurrency),
-        ACT_CACHE_DIR=str(cache_dir),
-        ACT_LOG_LEVEL="WARNING",
-    )
+def serving(argv: list[str], env: dict[str, str], url: str):
+    """Run ``argv`` in its own session until it answers GET ``url``/health; yield ``url``."""
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "from act_plugin.cli import app; app()",
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
+        argv,
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
-    url = f"http://127.0.0.1:{port}"
     try:
         for _ in range(300):
             try:
                 if requests.get(url + "/health", timeout=1).ok:
                     break
-            except requests.ConnectionError:
+            except requests.RequestException:
                 time.sleep(0.1)
         else:
-            raise RuntimeError("backend did not start")
+            raise RuntimeError(f"{argv[-1]} did not start")
         yield url
     finally:
         os.killpg(proc.pid, signal.SIGTERM)
         proc.wait(timeout=20)
+
+
+def backend_env(base_url: str, cache_dir: Path, **extra: str) -> dict[str, str]:
+    """The environment of a backend whose roles both use the stub at ``base_url``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ACT_", "OPENAI_"))}
+    env.update(
+        OPENAI_BASE_URL=base_url,
+        OPENAI_API_KEY="bench",
+        ACT_CACHE_DIR=str(cache_dir),
+        ACT_LOG_LEVEL="WARNING",
+        **extra,
+    )
+    return env
+
+
+@contextmanager
+def backend(base_url: str, concurrency: int, cache_dir: Path):
+    port = free_port()
+    argv = [sys.executable, "-c", "from act_plugin.cli import app; app()"]
+    argv += ["serve", "--host", "127.0.0.1", "--port", str(port)]
+    env = backend_env(base_url, cache_dir, ACT_CONCURRENCY=str(concurrency))
+    with serving(argv, env, f"http://127.0.0.1:{port}") as url:
+        yield url
 
 
 def tasks(n: int, salt: str) -> list[dict]:

@@ -19,11 +19,8 @@ Target (issue 11): 200 stalled connections delay /health and a normal /predict b
 from __future__ import annotations
 
 import argparse
-import os
-import signal
 import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,7 +28,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import requests
-from predict_throughput import CONFIG, console, stub_llm
+from predict_throughput import CONFIG, backend_env, console, free_port, serving, stub_llm
 from rich.table import Table
 
 TIMEOUT = 5.0  # a call slower than this counts as "no answer"
@@ -68,44 +65,13 @@ app()
 }
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextmanager
 def server(kind: str, llm_url: str, cache_dir: Path):
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("ACT_", "OPENAI_"))}
-    env.update(
-        OPENAI_BASE_URL=llm_url,
-        OPENAI_API_KEY="bench",
-        ACT_CACHE_DIR=str(cache_dir),
-        ACT_CACHE="false",
-        ACT_LOG_LEVEL="WARNING",
-    )
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _SNIPPETS[kind], f"127.0.0.1:{port}"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
-            try:
-                if requests.get(url + "/health", timeout=1).ok:
-                    break
-            except requests.RequestException:
-                time.sleep(0.1)
-        else:
-            raise RuntimeError(f"{kind} did not start")
+    port = free_port()
+    env = backend_env(llm_url, cache_dir, ACT_CACHE="false")
+    argv = [sys.executable, "-c", _SNIPPETS[kind], f"127.0.0.1:{port}"]
+    with serving(argv, env, f"http://127.0.0.1:{port}") as url:
         yield url, port
-    finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=20)
 
 
 @contextmanager

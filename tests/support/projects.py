@@ -8,15 +8,11 @@ from typing import Any
 import httpx
 from label_studio_sdk import LabelStudio
 
+from tests.support.configs import TEXT
+
 MODEL_VERSION = "act-gpt-4o+gpt-4o-mini-cot"
 
-CHOICES = """<View>
-  <Text name="text" value="$text"/>
-  <Choices name="sentiment" toName="text" choice="single">
-    <Choice value="positive"/><Choice value="negative"/><Choice value="neutral"/>
-  </Choices>
-  <TextArea name="act_rationale" toName="text" editable="false"/>
-</View>"""
+CHOICES = TEXT  # sentiment choices with the critic's rationale field
 
 TEXTAREA = """<View>
   <Text name="question" value="$question"/>
