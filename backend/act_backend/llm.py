@@ -1,31 +1,42 @@
 """A chat-completions client for one role, on any OpenAI-compatible endpoint.
 
-Retries with exponential backoff and jitter on 408/409/429/5xx, timeouts and connection errors
-are the openai client's own (``max_retries``; it honours Retry-After). Everything else fails at
-once. Failures surface as ``LLMError`` with a ``kind`` that batches count per kind.
+Structured output is negotiated per endpoint and model (``dialects``): the first of
+json_schema → json_object with a schema → vLLM's guided decoding → json_object → none that the
+endpoint accepts is remembered (also across restarts, in the answer cache). Retries are ours
+(``retry``): transient failures are retried with backoff, validation errors never, and every HTTP
+attempt counts in ``usage.calls``. Failures surface as ``LLMError`` with a ``kind`` that batches
+count per kind.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar, TypeVar
 
 import openai
 from openai.types.chat import ChatCompletion
 
 from .cache import ResultCache
+from .dialects import AUTO, DialectMemory, candidates, is_validation_error, request_fields
 from .domain import TaskError, Usage
+from .retry import is_transient, retry_delay
 from .settings import EngineSettings
 
 T = TypeVar("T")
 
 
 class LLMError(TaskError):
-    """An LLM call failed after the client's retries; ``kind`` says how."""
+    """An LLM call failed after the retries; ``kind`` says how. ``rejected``: the endpoint
+    refused the form of the request (a validation error), so another dialect may pass."""
+
+    def __init__(self, kind: str, message: str, *, rejected: bool = False) -> None:
+        super().__init__(kind, message)
+        self.rejected = rejected
 
 
 @dataclass(frozen=True)
@@ -161,8 +172,9 @@ class ChatClient(CachedChat):
             # Local servers (vLLM, Ollama, llama.cpp) take any key; the client insists on one.
             api_key=api_key or "no-key",
             timeout=settings.timeout,
-            max_retries=settings.max_retries,
+            max_retries=0,  # ours (``_send``): every attempt counted, validation errors final
         )
+        self.dialects = DialectMemory(settings.endpoint_label(), settings.model, cache)
 
     def complete(
         self,
@@ -173,32 +185,25 @@ class ChatClient(CachedChat):
         max_tokens: int | None = None,
         top_logprobs: int | None = None,
     ) -> Completion:
-        """One chat completion; ``schema`` constrains the answer where the endpoint allows it."""
-        kwargs: dict[str, Any] = {
+        """One chat completion; ``schema`` constrains the answer in the endpoint's dialect."""
+        body: dict[str, Any] = {
             "model": self.settings.model,
             "messages": list(messages),
             "temperature": self.settings.temperature,
             "max_tokens": max_tokens or self.settings.max_tokens,
         }
-        if schema is not None:
-            kwargs.update(self._response_format(schema, schema_name))
         if top_logprobs is not None:
-            kwargs.update(logprobs=True, top_logprobs=top_logprobs)
-        try:
-            # The client's documented raw path: same auth, retries and typed answer, without
-            # the per-call walk of the request through its TypedDicts (~1 ms of CPU a call;
-            # our messages are already in wire format).
-            response = self._client.post("/chat/completions", body=kwargs, cast_to=ChatCompletion)
-        except openai.APIError as exc:
-            raise _classify(exc) from None
-        except ValueError as exc:  # a 200 whose body is not JSON (proxies, crashed servers)
-            raise LLMError(
-                "malformed_response", f"the endpoint's answer is not JSON: {exc}"
-            ) from None
-        return _completion(response)
+            body.update(logprobs=True, top_logprobs=top_logprobs)
+        if schema is None:
+            return self._send(body)
+        return self._structured(body, schema, schema_name)
 
     def request_fingerprint(self) -> dict[str, Any]:
-        """What, besides the messages, decides this role's answers (for cache keys)."""
+        """What, besides the messages, decides this role's answers (for cache keys).
+
+        The setting ``structured_output`` is in it, the dialect ``auto`` settles on is not: for
+        one endpoint and model (both in it) negotiation always lands on the same dialect.
+        """
         s = self.settings
         return {
             "endpoint": s.endpoint_label(),
@@ -211,18 +216,60 @@ class ChatClient(CachedChat):
     def close(self) -> None:
         self._client.close()
 
-    def _response_format(self, schema: dict[str, Any], name: str) -> dict[str, Any]:
-        mode = self.settings.structured_output
-        if mode == "json_schema":
-            return {
-                "response_format": {
-                    "type": "json_schema",
-                    "json_schema": {"name": name, "schema": schema, "strict": True},
-                }
-            }
-        if mode == "json_object":
-            return {"response_format": {"type": "json_object"}}
-        return {}
+    def _structured(self, body: dict[str, Any], schema: dict[str, Any], name: str) -> Completion:
+        """Ask in the known dialect; while none is known, one caller negotiates at a time."""
+        setting = self.settings.structured_output
+        known = self.dialects.get() if setting == AUTO else None
+        if setting != AUTO or known is not None:
+            return self._negotiate(body, schema, name, candidates(setting, known))
+        with self.dialects.negotiating:  # the others wait, then use what it found
+            return self._negotiate(body, schema, name, candidates(setting, self.dialects.get()))
+
+    def _negotiate(
+        self, body: dict[str, Any], schema: dict[str, Any], name: str, dialects: Sequence[str]
+    ) -> Completion:
+        """The first dialect the endpoint accepts answers; a refusal moves on to the next."""
+        spent, last = Usage(), None
+        for dialect in dialects:
+            try:
+                completion = self._send({**body, **request_fields(dialect, schema, name)})
+            except LLMError as exc:
+                spent, last = spent + exc.usage, exc
+                if exc.rejected:
+                    continue
+                exc.usage = spent
+                raise
+            if self.settings.structured_output == AUTO:
+                self.dialects.put(dialect)
+            return replace(completion, usage=completion.usage + spent)
+        error = incompatible(dialects, last, forced=self.settings.structured_output != AUTO)
+        error.usage = spent
+        raise error
+
+    def _send(self, body: dict[str, Any]) -> Completion:
+        """POST one chat completion; transient failures retried (``retry``), each attempt
+        counted in ``usage.calls``, the answer's and the error's alike."""
+        failed = 0
+        while True:
+            try:
+                # The client's documented raw path: same auth and typed answer, without the
+                # per-call walk of the request through its TypedDicts (~1 ms of CPU a call;
+                # our messages are already in wire format).
+                response = self._client.post("/chat/completions", body=body, cast_to=ChatCompletion)
+            except openai.APIError as exc:
+                failed += 1
+                if failed > self.settings.max_retries or not is_transient(exc):
+                    raise _spent(_classify(exc), failed) from None
+                time.sleep(retry_delay(exc, failed - 1))
+                continue
+            except ValueError as exc:  # a 200 whose body is not JSON (proxies, crashed servers)
+                error = LLMError("malformed_response", f"the endpoint's answer is not JSON: {exc}")
+                raise _spent(error, failed + 1) from None
+            try:
+                completion = _completion(response)
+            except LLMError as exc:
+                raise _spent(exc, failed + 1) from None
+            return replace(completion, usage=completion.usage + Usage(calls=failed))
 
 
 def _completion(response: Any) -> Completion:
@@ -275,9 +322,34 @@ def _classify(exc: openai.APIError) -> LLMError:
         (openai.APIResponseValidationError, "malformed_response"),
     ]
     kind = next((k for cls, k in kinds if isinstance(exc, cls)), "llm_error")
-    message = shorten(getattr(exc, "message", None) or str(exc))
+    text = _server_message(exc)
     prefix = f"HTTP {status}: " if status else ""
-    return LLMError(kind, f"{prefix}{message}")
+    return LLMError(kind, f"{prefix}{shorten(text)}", rejected=is_validation_error(status, text))
+
+
+def _server_message(exc: openai.APIError) -> str:
+    """The server's own error message when its body has one, else the client's summary."""
+    body = exc.body if isinstance(exc, openai.APIStatusError) else None
+    message = body.get("message") if isinstance(body, dict) else None
+    if isinstance(message, str) and message.strip():
+        return message
+    return getattr(exc, "message", None) or str(exc)
+
+
+def _spent(error: LLMError, calls: int) -> LLMError:
+    """``error`` carrying the ``calls`` HTTP attempts it took (they cost all the same)."""
+    error.usage = error.usage + Usage(calls=calls)
+    return error
+
+
+def incompatible(tried: Sequence[str], last: LLMError | None, *, forced: bool) -> LLMError:
+    """The error for an endpoint that refused every structured-output dialect tried."""
+    hint = " (structured_output is forced; 'auto' tries the others)" if forced else ""
+    detail = f": {last.message}" if last is not None else ""
+    return LLMError(
+        "llm_incompatible",
+        f"the endpoint accepted none of {', '.join(tried)} for structured output{hint}{detail}",
+    )
 
 
 def shorten(text: str, limit: int = 300) -> str:

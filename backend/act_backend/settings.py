@@ -22,7 +22,16 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-StructuredOutput = Literal["json_schema", "json_object", "none"]
+# ``auto`` negotiates per endpoint and model; any other forces that dialect (``dialects``).
+StructuredOutput = Literal[
+    "auto",
+    "json_schema",
+    "json_object_schema",
+    "structured_outputs",
+    "guided_json",
+    "json_object",
+    "none",
+]
 Engine = Literal["openai", "transformers", "embedding"]
 
 DEFAULT_ANNOTATOR_MODEL = "gpt-4o"
@@ -57,7 +66,7 @@ class EngineSettings(_Model):
     max_tokens: int = Field(1024, ge=1)
     timeout: float = Field(60.0, gt=0)
     max_retries: int = Field(4, ge=0, le=20)
-    structured_output: StructuredOutput = "json_schema"
+    structured_output: StructuredOutput = "auto"
     device: str = "auto"
     batch_size: int = Field(8, ge=1, le=1024)
 

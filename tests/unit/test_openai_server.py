@@ -573,3 +573,79 @@ def test_cli_refuses_non_loopback_host() -> None:
     assert proc.returncode == 2
     assert "loopback" in proc.stderr
     assert "READY" not in proc.stdout
+
+
+def test_llama_cpp_python_dialect_refuses_json_schema_with_500_takes_json_object_schema() -> None:
+    with OpenAIStubServer(dialect="llama_cpp_python") as server:
+        client = make_client(server)
+        with pytest.raises(openai.InternalServerError) as refused:
+            client.chat.completions.create(
+                model="m", messages=USER, response_format=schema_format(LABEL_SCHEMA)
+            )
+        assert "Input should be 'text' or 'json_object'" in refused.value.body["message"]  # type: ignore[index]
+        assert refused.value.type == "internal_server_error"
+        resp = client.chat.completions.create(
+            model="m",
+            messages=USER,
+            response_format={"type": "json_object", "schema": LABEL_SCHEMA},  # type: ignore[typeddict-unknown-key]
+        )
+        jsonschema.validate(json.loads(resp.choices[0].message.content or ""), LABEL_SCHEMA)
+        # fields it does not know are dropped silently: the answer is unconstrained
+        resp = client.chat.completions.create(
+            model="m", messages=USER, extra_body={"guided_json": LABEL_SCHEMA}
+        )
+        assert resp.choices[0].message.content == "No"
+    assert [r.dialect for r in server.requests] == ["json_schema", "json_object_schema", None]
+    assert server.requests[1].json_schema == LABEL_SCHEMA
+
+
+@pytest.mark.parametrize(
+    ("dialect", "taken", "refused", "message"),
+    [
+        ("vllm_guided_json", "guided_json", "structured_outputs", "Extra inputs are not permitted"),
+        ("vllm_structured_outputs", "structured_outputs", "guided_json", "extra_forbidden"),
+        ("no_response_format", None, "guided_json", "Unrecognized request argument supplied"),
+    ],
+)
+def test_guided_and_plain_dialects(
+    dialect: str, taken: str | None, refused: str, message: str
+) -> None:
+    bodies = {
+        "guided_json": {"guided_json": LABEL_SCHEMA},
+        "structured_outputs": {"structured_outputs": {"json": LABEL_SCHEMA}},
+        None: {},
+    }
+    with OpenAIStubServer(dialect=dialect) as server:
+        client = make_client(server)
+        with pytest.raises(openai.BadRequestError, match=message):
+            client.chat.completions.create(model="m", messages=USER, extra_body=bodies[refused])
+        with pytest.raises(openai.BadRequestError):
+            client.chat.completions.create(
+                model="m", messages=USER, response_format=schema_format(LABEL_SCHEMA)
+            )
+        resp = client.chat.completions.create(model="m", messages=USER, extra_body=bodies[taken])
+        content = resp.choices[0].message.content or ""
+        if taken is None:
+            assert content == "No"
+        else:
+            jsonschema.validate(json.loads(content), LABEL_SCHEMA)
+    assert [r.dialect for r in server.requests] == [refused, "json_schema", taken]
+
+
+def test_pre_grammar_logprobs_rank_masked_tokens_above_the_constrained_one() -> None:
+    with OpenAIStubServer(dialect="llama_cpp_python") as server:
+        resp = make_client(server).chat.completions.create(
+            model="m",
+            messages=USER,
+            response_format={"type": "json_object", "schema": LABEL_SCHEMA},  # type: ignore[typeddict-unknown-key]
+            logprobs=True,
+            top_logprobs=3,
+        )
+    first = resp.choices[0].logprobs.content[0]  # type: ignore[union-attr]
+    assert first.token == "{"
+    assert [t.token for t in first.top_logprobs] == ["JSON", "The", "Sure"]
+
+
+def test_unknown_server_dialect_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown server dialect 'tgi'"):
+        OpenAIStubServer(dialect="tgi")

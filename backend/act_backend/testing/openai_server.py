@@ -9,7 +9,9 @@ Use it with the real ``openai`` client::
 
 Endpoints: ``POST /v1/chat/completions`` (non-streaming), ``GET /v1/models`` and
 ``GET /v1/models/<id>``. Errors use OpenAI's ``{"error": {...}}`` body. It binds to loopback
-only. CLI: ``python -m act_backend.testing.openai_server --port 0 --latency 0.3`` prints
+only. ``dialect`` imitates how a real server takes or refuses structured output (llama-cpp-python,
+vLLM's guided decoding, no ``response_format`` at all: ``server_dialects``). CLI:
+``python -m act_backend.testing.openai_server --port 0 --latency 0.3 [--dialect NAME]`` prints
 ``READY http://127.0.0.1:<port>/v1`` and serves until SIGTERM/SIGINT.
 """
 
@@ -37,6 +39,8 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from .server_dialects import SERVER_DIALECTS, pre_grammar, requested_form
+
 __all__ = [
     "ChatRequest",
     "OpenAIStubServer",
@@ -62,7 +66,7 @@ class ChatRequest:
     images: list[str]
     """``image_url.url`` of every image part, in order."""
     json_schema: dict | None
-    """``response_format.json_schema.schema`` when ``response_format.type == "json_schema"``."""
+    """The schema the answer must follow, in whichever form the request gave it (``dialect``)."""
     response_format_type: str | None
     logprobs: bool
     top_logprobs: int | None
@@ -70,6 +74,9 @@ class ChatRequest:
     """``max_tokens`` or ``max_completion_tokens``."""
     headers: dict
     """Request headers, keys lower-cased."""
+    dialect: str | None = None
+    """How it asked for structured output: ``json_schema``, ``json_object_schema`` (a schema
+    beside ``json_object``), ``structured_outputs``, ``guided_json``, ``json_object``, or None."""
 
 
 @dataclass
@@ -200,11 +207,7 @@ def _parse_chat_request(body: Any, headers: dict[str, str]) -> ChatRequest:
 
     rf = body.get("response_format")
     rf_type = rf.get("type") if isinstance(rf, dict) else None
-    schema = None
-    if rf_type == "json_schema" and isinstance(rf, dict):
-        js = rf.get("json_schema")
-        if isinstance(js, dict) and isinstance(js.get("schema"), dict):
-            schema = js["schema"]
+    dialect, schema = requested_form(body)
 
     top = body.get("top_logprobs")
     if top is not None and (
@@ -230,6 +233,7 @@ def _parse_chat_request(body: Any, headers: dict[str, str]) -> ChatRequest:
         top_logprobs=top,
         max_tokens=max_tokens if isinstance(max_tokens, int) else None,
         headers=headers,
+        dialect=dialect,
     )
 
 
@@ -449,7 +453,7 @@ def _string(s: dict) -> str:
 def _default_content(req: ChatRequest) -> str:
     if req.json_schema is not None:
         return json.dumps(example_from_schema(req.json_schema, req.text))
-    if req.response_format_type in ("json_object", "json_schema"):
+    if req.dialect is not None:
         return "{}"
     return "No"
 
@@ -663,9 +667,15 @@ class OpenAIStubServer:
         host: str = "127.0.0.1",
         port: int = 0,
         models: Sequence[str] = ("stub-annotator", "stub-critic"),
+        dialect: str = "openai",
+        pre_grammar_logprobs: bool | None = None,
+        refusal_status: int | None = None,
     ) -> None:
         if not _is_loopback(host):
             raise ValueError(f"refusing to bind to non-loopback host {host!r}")
+        self.set_dialect(
+            dialect, pre_grammar_logprobs=pre_grammar_logprobs, refusal_status=refusal_status
+        )
         self._responder = responder
         self._latency = float(latency)
         self.api_key = api_key
@@ -743,6 +753,29 @@ class OpenAIStubServer:
     def set_responder(self, responder: Responder | None) -> None:
         """Replace the responder (None → default schema-driven answers)."""
         self._responder = responder
+
+    def set_dialect(
+        self,
+        dialect: str,
+        *,
+        pre_grammar_logprobs: bool | None = None,
+        refusal_status: int | None = None,
+    ) -> None:
+        """Imitate a server's structured output (``server_dialects.SERVER_DIALECTS``).
+
+        ``pre_grammar_logprobs`` (default: the server's own way) ranks the tokens a grammar
+        masked above the constrained ones; ``refusal_status`` replaces the refusal's status.
+        """
+        if dialect not in SERVER_DIALECTS:
+            known = ", ".join(SERVER_DIALECTS)
+            raise ValueError(f"unknown server dialect {dialect!r}; choose one of {known}")
+        self.dialect = SERVER_DIALECTS[dialect]
+        self.pre_grammar_logprobs = (
+            self.dialect.pre_grammar_logprobs
+            if pre_grammar_logprobs is None
+            else pre_grammar_logprobs
+        )
+        self._refusal_status = refusal_status
 
     def set_latency(self, seconds: float) -> None:
         """Seconds to wait before each answer (unless a Reply sets ``delay``)."""
@@ -845,6 +878,7 @@ class OpenAIStubServer:
                     h.send(200, _MALFORMED_BODY)
                     return
                 raise _APIError(fault.status, retry_after=fault.retry_after)
+            self._admit(req)
             reply = self._reply(req)
             self._sleep(reply.delay)
             if reply.malformed:
@@ -856,6 +890,17 @@ class OpenAIStubServer:
         finally:
             with self._lock:
                 self._inflight -= 1
+
+    def _admit(self, req: ChatRequest) -> None:
+        """Refuse a structured-output form the server refuses; drop one it ignores."""
+        form = req.dialect
+        if form is None or form in self.dialect.accepts:
+            return
+        if form in self.dialect.ignores:
+            req.dialect, req.json_schema = None, None
+            return
+        status, err_type, message = self.dialect.refusal(form, req.body)
+        raise _APIError(self._refusal_status or status, message, err_type=err_type)
 
     def _sleep(self, delay: float | None) -> None:
         seconds = self._latency if delay is None else delay
@@ -888,6 +933,8 @@ class OpenAIStubServer:
             want = req.top_logprobs or 0
             if positions is None:
                 positions = _default_top_logprobs(content, _collect_enums(req.json_schema), want)
+                if self.pre_grammar_logprobs and req.dialect is not None:
+                    positions = pre_grammar(positions)
             logprobs = _logprobs_payload(positions, want)
             n_tokens = len(logprobs["content"])
         prompt_tokens = reply.prompt_tokens
@@ -940,6 +987,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=0, help="port (0 = pick a free one)")
     parser.add_argument("--latency", type=float, default=0.0, help="seconds per answer")
     parser.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY'")
+    parser.add_argument(
+        "--dialect",
+        default="openai",
+        choices=sorted(SERVER_DIALECTS),
+        help="imitate this server's structured output (see server_dialects)",
+    )
     args = parser.parse_args(argv)
     if not _is_loopback(args.host):
         parser.error(f"--host must be a loopback address, got {args.host!r}")
@@ -952,7 +1005,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
     server = OpenAIStubServer(
-        latency=args.latency, api_key=args.api_key, host=args.host, port=args.port
+        latency=args.latency,
+        api_key=args.api_key,
+        host=args.host,
+        port=args.port,
+        dialect=args.dialect,
     ).start()
     try:
         print(f"READY {server.base_url}", flush=True)
