@@ -8,9 +8,11 @@ model for a judgement:
 - ``devils_advocate``: argue against the annotation (and the annotator's own reasoning, when the
   annotator gave it), then weigh the argument and give the probability that it is wrong.
 White-box over an API:
-- ``p_yes``: ask "Is this annotation wrong? Answer Yes or No" for one token with ``logprobs``;
-  ε̂ = P(yes) / (P(yes) + P(no)). An endpoint that returns no logprobs is an error, never a
-  constant.
+- ``p_yes``: ask "Is this annotation wrong? Answer Yes or No" for one plain token (never a
+  response format: a grammar would make it ``{"``) with ``logprobs``; ε̂ = P(yes) / (P(yes) +
+  P(no)) at the first position that answers yes or no (``scoring.yes_no_position``). An
+  endpoint that returns no logprobs, or no alternatives to the generated token, is an error
+  (``logprobs_unavailable``), never a constant.
 White-box on a local model (``ACT_CRITIC_ENGINE=transformers``):
 - ``perplexity``: the same question; the perplexity of the answer "No" (not wrong),
   ppl = exp(−mean log p(tokens of "No" | prompt)), mapped to ε̂ = 1 − 1/ppl (``scoring``).
@@ -21,6 +23,7 @@ Which strategies exist, their answer fields and the engines that serve them: ``s
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 from .annotator import object_schema
 from .domain import Critique, Item, MachineLabel, TaskError, Usage
@@ -28,7 +31,13 @@ from .labeling import LabelingSpec
 from .llm import AnswerLogprob, CachedChat, Completion
 from .parsing import json_object, probability_field, text_field
 from .prompting import Message, PromptBook
-from .scoring import p_yes, perplexity, suspicion_from_confidence, suspicion_from_perplexity
+from .scoring import (
+    p_yes,
+    perplexity,
+    suspicion_from_confidence,
+    suspicion_from_perplexity,
+    yes_no_position,
+)
 from .strategies import get_strategy
 
 #: A black-box answer's number → ε̂, by the field that carries it (``Strategy.score_field``).
@@ -62,8 +71,9 @@ class LLMCritic:
             )
             return _perplexity_critique(scored), scored.usage
         if self._strategy.kind == "logprobs":
+            parse = partial(_parse_p_yes, asked=self.top_logprobs)
             critique, completion = self.chat.ask(
-                messages, _parse_p_yes, max_tokens=1, top_logprobs=self.top_logprobs
+                messages, parse, max_tokens=1, top_logprobs=self.top_logprobs
             )
         else:
             critique, completion = self._ask_black_box(messages)
@@ -96,7 +106,8 @@ def _perplexity_critique(scored: AnswerLogprob) -> Critique:
     )
 
 
-def _parse_p_yes(completion: Completion) -> Critique:
+def _parse_p_yes(completion: Completion, *, asked: int) -> Critique:
+    """ε̂ from the answer's token probabilities; ``asked``: the top_logprobs requested."""
     if not completion.top_logprobs:
         raise TaskError(
             "logprobs_unavailable",
@@ -104,8 +115,14 @@ def _parse_p_yes(completion: Completion) -> Critique:
             "server that returns logprobs/top_logprobs (OpenAI, vLLM, llama.cpp) or another "
             "strategy (ACT_CRITIC_STRATEGY=cot)",
         )
+    if asked >= 2 and all(len(position) < 2 for position in completion.top_logprobs):
+        raise TaskError(
+            "logprobs_unavailable",
+            f"the critic endpoint returned the generated token's logprob but no top_logprobs "
+            f"alternatives (top_logprobs={asked} was asked for), which the p_yes strategy needs",
+        )
     try:
-        suspicion = p_yes(completion.top_logprobs[0])
+        suspicion = p_yes(yes_no_position(completion.top_logprobs))
     except ValueError as exc:
         raise TaskError("answer_unparseable", f"p_yes: {exc}") from None
     return Critique(suspicion, f"P(wrong) from token probabilities: {suspicion:.3f}")

@@ -8,7 +8,7 @@ suspicious task first.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 _TOKEN_MARKERS = " \t\n\r\u0120\u2581"  # whitespace, GPT-2 'Ġ' and SentencePiece '▁' markers
 
@@ -20,6 +20,35 @@ def normalize_token(token: str) -> str:
     ['yes', 'yes', 'no', 'nope']
     """
     return token.strip(_TOKEN_MARKERS).rstrip(".,!:;").lower()
+
+
+def is_yes_or_no(token: str) -> bool:
+    """True for any variant of the word "yes" or "no" (``normalize_token``)."""
+    return normalize_token(token) in ("yes", "no")
+
+
+def yes_no_position(positions: Sequence[Mapping[str, float]]) -> Mapping[str, float]:
+    """The generated position that answers yes or no: the first whose most likely token is a
+    variant of either word, else the first with one among its candidates.
+
+    Servers may open with white space or a word ("The") before the answer; and where a grammar
+    constrained the answer, the candidates may be the model's unconstrained choices.
+
+    >>> yes_no_position([{"\\n": -0.1, "No": -3.0}, {"Yes": -0.2, "No": -1.9}])
+    {'Yes': -0.2, 'No': -1.9}
+    >>> yes_no_position([{"The": -0.1, "\u2581No": -3.0}])
+    {'The': -0.1, '▁No': -3.0}
+
+    Raises ValueError when no position holds either word.
+    """
+    for position in positions:
+        if position and is_yes_or_no(max(position, key=position.__getitem__)):
+            return position
+    for position in positions:
+        if any(is_yes_or_no(token) for token in position):
+            return position
+    first = ", ".join(repr(t) for t in list(positions[0] if positions else {})[:8])
+    raise ValueError(f"neither 'yes' nor 'no' is among the top tokens ({first})")
 
 
 def p_yes(top_logprobs: Mapping[str, float]) -> float:

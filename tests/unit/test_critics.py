@@ -101,3 +101,32 @@ def test_critic_probability_outside_unit_interval_is_an_error(llm, tmp_path):
     assert body["results"] == [[]]
     assert body["errors"][0]["kind"] == "answer_unparseable"
     assert "from 0 to 1" in body["errors"][0]["message"]
+
+
+def test_p_yes_reads_the_first_position_that_answers_yes_or_no(tmp_path):
+    positions = [
+        {"\n": math.log(0.9), "No": math.log(0.04), "Yes": math.log(0.02)},
+        {"\u2581No": math.log(0.6), "\u0120yes": math.log(0.2), "YES": math.log(0.2)},
+    ]
+
+    def responder(req):
+        if is_critic(req):
+            assert req.dialect is None and req.max_tokens == 1  # a plain one-token question
+            return Reply(top_logprobs=positions)
+        return json.dumps({"label": "positive"})
+
+    with OpenAIStubServer(responder, dialect="llama_cpp_python") as llm:
+        body = predict(llm, tmp_path, TEXT_SINGLE, TASKS[:1], ACT_CRITIC_STRATEGY="p_yes").json
+    assert body["results"][0]["score"] == pytest.approx(1 - 0.4)
+
+
+def test_p_yes_without_top_logprobs_alternatives_is_logprobs_unavailable(tmp_path):
+    def responder(req):
+        if is_critic(req):
+            return Reply(top_logprobs=[{"No": -0.01}])  # only the generated token's logprob
+        return json.dumps({"label": "positive"})
+
+    with OpenAIStubServer(responder) as llm:
+        body = predict(llm, tmp_path, TEXT_SINGLE, TASKS[:1], ACT_CRITIC_STRATEGY="p_yes").json
+    assert body["errors"][0]["kind"] == "logprobs_unavailable"
+    assert "no top_logprobs alternatives" in body["errors"][0]["message"]
