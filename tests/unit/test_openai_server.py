@@ -535,6 +535,8 @@ def test_cli_subprocess_serves_and_stops_on_sigterm() -> None:
         "0.05",
         "--api-key",
         "k",
+        "--dialect",
+        "llama_cpp_python",
     ]
     proc = subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_cli_env()
@@ -554,6 +556,10 @@ def test_cli_subprocess_serves_and_stops_on_sigterm() -> None:
         )
         resp = client.chat.completions.create(model="stub-annotator", messages=USER)
         assert resp.choices[0].message.content == "No"
+        with pytest.raises(openai.InternalServerError):  # as llama-cpp-python refuses it
+            client.chat.completions.create(
+                model="stub-annotator", messages=USER, response_format=schema_format({})
+            )
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
     finally:
