@@ -135,11 +135,12 @@ class DialectMemory:
                 self._known = stored if stored in DIALECTS else None
             return self._known
 
-    def put(self, dialect: str) -> None:
-        """Remember that the endpoint accepted ``dialect``."""
+    def put(self, dialect: str) -> bool:
+        """Remember that the endpoint accepted ``dialect``; True when that is news."""
         with self._lock:
             if dialect == self._known:
-                return
+                return False
             self._known = dialect
             if self._cache is not None:
                 self._cache.put(self._key, {"dialect": dialect})
+            return True

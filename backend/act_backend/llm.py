@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -28,6 +29,7 @@ from .retry import is_transient, retry_delay
 from .settings import EngineSettings
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 class LLMError(TaskError):
@@ -239,8 +241,11 @@ class ChatClient(CachedChat):
                     continue
                 exc.usage = spent
                 raise
-            if self.settings.structured_output == AUTO:
-                self.dialects.put(dialect)
+            if self.settings.structured_output == AUTO and self.dialects.put(dialect):
+                s = self.settings
+                log.info(
+                    "%s, model %s: structured output as %s", s.endpoint_label(), s.model, dialect
+                )
             return replace(completion, usage=completion.usage + spent)
         error = incompatible(dialects, last, forced=self.settings.structured_output != AUTO)
         error.usage = spent

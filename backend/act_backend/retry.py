@@ -19,6 +19,8 @@ import openai
 from .dialects import is_validation_error
 
 MAX_RETRY_AFTER = 60.0
+#: The pause before retry n (0-based) without a Retry-After: FIRST · 2ⁿ s, at most MAX s.
+BACKOFF_FIRST, BACKOFF_MAX = 0.5, 8.0
 _TRANSIENT_STATUS = frozenset({408, 409, 429})
 
 
@@ -43,7 +45,7 @@ def retry_delay(exc: openai.APIError, retry: int) -> float:
         asked = retry_after(exc.response.headers)
         if asked is not None:
             return asked
-    return min(0.5 * 2.0**retry, 8.0) * (1.0 - 0.25 * random.random())
+    return min(BACKOFF_FIRST * 2.0**retry, BACKOFF_MAX) * (1.0 - 0.25 * random.random())
 
 
 def retry_after(headers: Mapping[str, str]) -> float | None:

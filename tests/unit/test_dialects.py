@@ -7,6 +7,7 @@ The stub server imitates each server's way of taking or refusing structured outp
 from __future__ import annotations
 
 import json
+import logging
 import typing
 
 import pytest
@@ -75,7 +76,8 @@ def test_each_server_is_asked_in_the_first_form_it_takes_once_per_role(
     assert body["usage"]["total"]["calls"] == llm.call_count  # refused attempts counted
 
 
-def test_llama_cpp_pythons_500_validation_error_is_not_retried(tmp_path):
+def test_llama_cpp_pythons_500_validation_error_is_not_retried(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="act_backend.llm")
     with OpenAIStubServer(dialect="llama_cpp_python") as llm:
         c = client(llm, max_retries=4)
         first = c.complete(MESSAGES, schema=SCHEMA)
@@ -83,6 +85,8 @@ def test_llama_cpp_pythons_500_validation_error_is_not_retried(tmp_path):
     assert json.loads(first.text)["label"] in {"cat", "dog"}
     assert forms(llm) == ["json_schema", "json_object_schema", "json_object_schema"]
     assert (first.usage.calls, second.usage.calls) == (2, 1)  # remembered: no failed attempt
+    said = [r.getMessage() for r in caplog.records if "structured output as" in r.getMessage()]
+    assert said == [f"{llm.base_url}, model m: structured output as json_object_schema"]
 
 
 def test_a_422_validation_error_also_moves_on_to_the_next_form(tmp_path):
