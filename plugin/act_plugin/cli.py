@@ -27,6 +27,7 @@ from rich.progress import (
 from rich.table import Table
 
 from act_backend.settings import Settings, SettingsError, load_settings
+from act_plugin.scale.cli import scale_app
 
 app = typer.Typer(
     name="ls-act",
@@ -34,6 +35,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+app.add_typer(scale_app, name="scale")
 err = Console(stderr=True)
 
 ConfigOption = Annotated[
