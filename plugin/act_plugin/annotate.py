@@ -1,9 +1,12 @@
 """Bulk annotation: the backend's annotator + critic run over a whole project from the CLI.
 
 Unlike "Retrieve predictions" (one /predict call that Label Studio abandons after 100 s), this
-streams tasks through the pipeline in parallel and writes each prediction through the API as
-soon as it is ready. A task that already carries a prediction of the current model_version is
-skipped, so an interrupted run resumes without duplicates.
+streams tasks through the pipeline in parallel and writes the predictions in chunks of
+:data:`CHUNK_SIZE` through Label Studio's prediction import
+(:func:`act_plugin.labelstudio.predictions.write_predictions`: one transaction per chunk, a
+refused prediction isolated, a chunk whose answer was lost read back before anything is sent
+again). A task that already carries a prediction of the current model_version is skipped, so
+an interrupted run (even killed mid-chunk) resumes without duplicates.
 """
 
 from __future__ import annotations
@@ -21,17 +24,17 @@ from act_backend.domain import Usage
 from act_backend.labeling import LabelingSpec, UnsupportedConfig, parse_label_config
 from act_backend.predictor import Credentials, Outcome, Predictor, to_prediction
 from act_backend.records import DEFAULT_RATIONALE_FIELD
-from act_plugin.labelstudio import (
-    Gateway,
-    LabelStudioError,
-    LabelStudioUnavailable,
-    act_prediction,
-)
+from act_plugin.labelstudio import Gateway, LabelStudioError, act_prediction
+from act_plugin.labelstudio.predictions import Item, refusal_reason, write_predictions
 
 log = logging.getLogger(__name__)
 
 #: Tasks are listed in pages of this many.
 PAGE_SIZE = 200
+#: Predictions are written this many per request (Label Studio recomputes the counters of every
+#: task of the project on each import, so fewer, larger chunks are cheaper; at most 500, the
+#: size up to which Label Studio stores a chunk in one transaction).
+CHUNK_SIZE = 250
 
 
 class AnnotateError(RuntimeError):
@@ -76,33 +79,35 @@ def annotate_project(
     """Predict and write ACT predictions for every task lacking one of ``model_version``.
 
     Each written prediction is an ACT prediction (:mod:`act_backend.records`): ``score =
-    1 − suspicion``, ``mislabeling = suspicion`` and ``model_version``. Writes go through the
-    gateway's retry policy; a write that still fails counts as an error of kind ``ls_write``.
+    1 − suspicion`` and ``model_version`` (the import stores no ``mislabeling``; the suspicion
+    reads back as 1 − score). A prediction Label Studio refuses, or that could not be written
+    after retries, counts as an error of kind ``ls_write`` for its task only.
     ``on_start(n)`` and ``on_task(outcome)`` report progress.
-    Ctrl-C stops the run cleanly: what was written stays, and a re-run continues.
+    Ctrl-C stops the run cleanly: what was predicted is written, and a re-run continues.
     """
     started = time.monotonic()
     gateway = Gateway(client)
     spec = _spec(gateway, project_id, rationale_field)
     result = AnnotateResult(model_version=model_version)
-    todo = []
-    for task in _tasks(gateway, project_id):
-        result.n_tasks += 1
-        if act_prediction(task, model_version) is not None:
-            result.n_skipped += 1
-        elif limit is None or len(todo) < limit:
-            todo.append(task)
+    todo = _todo(gateway, project_id, model_version, limit, result)
     if on_start:
         on_start(len(todo))
     outcomes = predictor.predict_iter(todo, spec, credentials)
+    ready: list[Item] = []
     try:
         for outcome in outcomes:
-            _write(gateway, outcome, spec, model_version, result)
+            _collect(outcome, spec, model_version, result, ready)
+            if len(ready) >= CHUNK_SIZE:
+                _flush(gateway, project_id, ready, model_version, result)
             if on_task:
                 on_task(outcome)
     except KeyboardInterrupt:
         result.interrupted = True
         outcomes.close()  # cancels what has not started
+    try:
+        _flush(gateway, project_id, ready, model_version, result)
+    except KeyboardInterrupt:  # a second Ctrl-C: the re-run finds what was stored
+        result.interrupted = True
     result.seconds = time.monotonic() - started
     return result
 
@@ -111,7 +116,7 @@ def _spec(gateway: Gateway, project_id: int, rationale_field: str) -> LabelingSp
     try:
         project = gateway.get_project(project_id)
     except LabelStudioError as exc:
-        raise AnnotateError(f"cannot read project {project_id}: {_reason(exc)}") from None
+        raise AnnotateError(f"cannot read project {project_id}: {refusal_reason(exc)}") from None
     try:
         config = project.get("label_config") or ""
         return parse_label_config(config, rationale_field=rationale_field)
@@ -119,35 +124,49 @@ def _spec(gateway: Gateway, project_id: int, rationale_field: str) -> LabelingSp
         raise AnnotateError(f"project {project_id}: {exc}") from None
 
 
-def _tasks(gateway: Gateway, project_id: int) -> list[dict[str, Any]]:
-    """Every task with its predictions."""
+def _todo(
+    gateway: Gateway,
+    project_id: int,
+    model_version: str,
+    limit: int | None,
+    result: AnnotateResult,
+) -> list[dict[str, Any]]:
+    """The tasks lacking a prediction of ``model_version`` (at most ``limit``), counted."""
     try:
-        return gateway.list_tasks(project_id, page_size=PAGE_SIZE)
+        tasks = gateway.list_tasks(project_id, page_size=PAGE_SIZE)
     except LabelStudioError as exc:
         raise AnnotateError(f"cannot list the tasks of project {project_id}: {exc}") from None
+    todo = [t for t in tasks if act_prediction(t, model_version) is None]
+    result.n_tasks, result.n_skipped = len(tasks), len(tasks) - len(todo)
+    return todo if limit is None else todo[:limit]
 
 
-def _write(
-    gateway: Gateway,
+def _collect(
     outcome: Outcome,
     spec: LabelingSpec,
     model_version: str,
     result: AnnotateResult,
+    ready: list[Item],
 ) -> None:
+    """Count the outcome's usage and error, or add its prediction to ``ready``."""
     result.usage = result.usage + outcome.usage
     if outcome.error is not None:
         result.record_error(outcome.error.kind, outcome.task_id, outcome.error.message)
-        return
-    try:
-        gateway.create_prediction(outcome.task_id, to_prediction(outcome, spec, model_version))
-    except LabelStudioError as exc:
-        result.record_error("ls_write", outcome.task_id, _reason(exc))
     else:
-        result.n_written += 1
+        ready.append((outcome.task_id, to_prediction(outcome, spec, model_version)))
 
 
-def _reason(exc: LabelStudioError) -> str:
-    """``HTTP 4xx`` for a refusal; what failed how often when Label Studio stayed away."""
-    if isinstance(exc, LabelStudioUnavailable) or exc.status_code is None:
-        return str(exc)
-    return f"HTTP {exc.status_code}"
+def _flush(
+    gateway: Gateway,
+    project_id: int,
+    ready: list[Item],
+    model_version: str,
+    result: AnnotateResult,
+) -> None:
+    """Write ``ready`` (emptied first: a chunk cut short by Ctrl-C is never sent again)."""
+    chunk = ready[:]
+    ready.clear()
+    failures = write_predictions(gateway, project_id, chunk, model_version)
+    result.n_written += len(chunk) - len(failures)
+    for task_id, reason in failures.items():
+        result.record_error("ls_write", task_id, reason)

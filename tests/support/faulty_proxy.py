@@ -21,12 +21,23 @@ class FaultyProxy:
 
     ``mode="503"`` answers 503 Service Unavailable; ``mode="close"`` drops the connection
     without an answer (the server "goes away"). ``fail_after=None`` never fails.
+    ``lose_answer_to``: the first request whose "METHOD path" contains it reaches the server,
+    but its answer is dropped (the client cannot know that it was done).
     """
 
-    def __init__(self, upstream: str, *, fail_after: int | None = None, mode: Mode = "503"):
+    def __init__(
+        self,
+        upstream: str,
+        *,
+        fail_after: int | None = None,
+        mode: Mode = "503",
+        lose_answer_to: str | None = None,
+    ):
         self.upstream = upstream.rstrip("/")
         self.fail_after = fail_after
         self.mode = mode
+        self.lose_answer_to = lose_answer_to
+        self.lost: list[str] = []  # the request whose answer was dropped
         self.requests: list[str] = []  # "METHOD path" of every request received
         self._lock = threading.Lock()
         self._http = httpx.Client(timeout=60, trust_env=False)
@@ -51,6 +62,13 @@ class FaultyProxy:
         with self._lock:
             self.requests.append(line)
             return self.fail_after is not None and len(self.requests) > self.fail_after
+
+    def _loses_answer(self, line: str) -> bool:
+        with self._lock:
+            if self.lost or not self.lose_answer_to or self.lose_answer_to not in line:
+                return False
+            self.lost.append(line)
+            return True
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         proxy = self
@@ -80,6 +98,10 @@ class FaultyProxy:
                 upstream = proxy._http.request(
                     self.command, proxy.upstream + self.path, headers=headers, content=body
                 )
+                if proxy._loses_answer(f"{self.command} {self.path}"):
+                    self.close_connection = True
+                    self.connection.close()
+                    return
                 self.send_response(upstream.status_code)
                 for key, value in upstream.headers.items():
                     if key.lower() not in _HOP_BY_HOP:

@@ -75,10 +75,15 @@ class Gateway:
         *,
         params: Mapping[str, Any] | None = None,
         json_body: Any = None,
+        retry: bool = True,
     ) -> Any:
-        """One API call with retries; the decoded JSON body (None for an empty body)."""
+        """One API call with retries; the decoded JSON body (None for an empty body).
+
+        ``retry=False`` makes one attempt only: for a write that must not be repeated blindly.
+        """
         what = f"{method} /{path.lstrip('/')}"
-        for attempt in range(len(RETRY_DELAYS) + 1):
+        attempts = len(RETRY_DELAYS) + 1 if retry else 1
+        for attempt in range(attempts):
             try:
                 response = self._http.request(
                     path,
@@ -100,11 +105,10 @@ class Gateway:
                         body=_body(response),
                     )
                 failure = f"HTTP {status} {_detail(response)}"
-            if attempt < len(RETRY_DELAYS):
+            if attempt < attempts - 1:
                 time.sleep(RETRY_DELAYS[attempt])
         raise LabelStudioUnavailable(
-            f"Label Studio at {self.base_url} failed {what} "
-            f"{len(RETRY_DELAYS) + 1} times (last: {failure})"
+            f"Label Studio at {self.base_url} failed {what} {_times(attempts)} (last: {failure})"
         )
 
     # ----------------------------------------------------------------------------------------
@@ -200,6 +204,23 @@ class Gateway:
         body = {"task": int(task_id), **prediction}
         return self.request_json("POST", "api/predictions/", json_body=body)
 
+    def import_predictions(self, project_id: int, predictions: Sequence[Mapping[str, Any]]) -> int:
+        """Store many predictions (each with its ``task``) in one request; how many were stored.
+
+        ``POST /api/projects/{id}/import/predictions`` (see docs/label-studio.md): one attempt
+        only, since a request that failed without an answer may have been stored.
+        """
+        body = self.request_json(
+            "POST",
+            f"api/projects/{int(project_id)}/import/predictions",
+            json_body=[dict(p) for p in predictions],
+            retry=False,
+        )
+        created = body.get("created") if isinstance(body, dict) else None
+        if not isinstance(created, int):
+            raise LabelStudioError(f"unexpected answer to the prediction import: {str(body)[:200]}")
+        return created
+
     # ----------------------------------------------------------------------------------------
     # Data Manager views
     # ----------------------------------------------------------------------------------------
@@ -238,6 +259,10 @@ class Gateway:
     def update_ml_backend(self, backend_id: int, fields: Mapping[str, Any]) -> dict[str, Any]:
         """PATCH an ML backend (Label Studio calls its /health and /setup again)."""
         return self.request_json("PATCH", f"api/ml/{int(backend_id)}", json_body=dict(fields))
+
+
+def _times(attempts: int) -> str:
+    return "once" if attempts == 1 else f"{attempts} times"
 
 
 def _decode(response: httpx.Response, what: str) -> Any:
