@@ -31,6 +31,7 @@ import math
 import warnings
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
+from dataclasses import fields as fields_of
 from statistics import NormalDist
 from typing import TypeVar
 
@@ -50,17 +51,27 @@ from act_plugin.validation import (
 )
 
 __all__ = [
+    "CROSS_FIT_FOLDS",
     "DEFAULT_BETA",
     "DEFAULT_FLOOR",
+    "ESTIMATORS",
+    "MIN_ASSISTED_REVIEWS",
+    "PLATT_RIDGE",
     "SAMPLING_RULES",
     "AccuracyEstimate",
+    "ErrorCount",
     "UndefinedMetricWarning",
     "accuracy_estimate",
+    "accuracy_from_errors",
     "act_loss_estimate",
     "act_terms",
     "act_weights",
     "auroc",
+    "calibrate_suspicion",
+    "cross_fitted_probabilities",
     "draw_review",
+    "error_count_estimate",
+    "gamma_quantile",
     "inclusion_probabilities",
     "precision_at",
     "recall_at_fraction",
@@ -468,24 +479,570 @@ def act_terms(
     return terms.clip(min=0.0) if clip else terms
 
 
+# --------------------------------------------------------------------------------------------
+# Interval estimates of the number of wrong labels (Horvitz–Thompson and model-assisted)
+# --------------------------------------------------------------------------------------------
+
+_LGAMMA = np.frompyfunc(math.lgamma, 1, 1)
+#: Above this shape the Wilson–Hilferty cube root is exact to ~1e-8 relative (faster than Newton).
+_WILSON_HILFERTY_SHAPE = 10_000.0
+_GAMMA_TOLERANCE = 1e-15
+_GAMMA_MAX_TERMS = 100_000
+_NEWTON_STEPS = 100
+
+
+def _lgamma(a: np.ndarray) -> np.ndarray:
+    return np.asarray(_LGAMMA(a), dtype=float)
+
+
+def _gamma_series(a: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """P(a, x) = e^(−x) x^a / Γ(a) · Σ_n x^n / (a (a+1) … (a+n)), for x < a + 1."""
+    term = 1.0 / a
+    total = term.copy()
+    shifted = a.copy()
+    for _ in range(_GAMMA_MAX_TERMS):
+        shifted = shifted + 1.0
+        term = term * x / shifted
+        total = total + term
+        if np.all(np.abs(term) <= np.abs(total) * _GAMMA_TOLERANCE):
+            break
+    return total * np.exp(-x + a * np.log(x) - _lgamma(a))
+
+
+def _gamma_fraction(a: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """P(a, x) = 1 − Q(a, x), Q by its continued fraction (modified Lentz), for x ≥ a + 1."""
+    tiny = 1e-300
+    b = x + 1.0 - a
+    c = np.full(a.shape, 1.0 / tiny)
+    d = 1.0 / b
+    h = d.copy()
+    for i in range(1, _GAMMA_MAX_TERMS):
+        an = -i * (i - a)
+        b = b + 2.0
+        d = an * d + b
+        d = np.where(np.abs(d) < tiny, tiny, d)
+        c = b + an / c
+        c = np.where(np.abs(c) < tiny, tiny, c)
+        d = 1.0 / d
+        step = d * c
+        h = h * step
+        if np.all(np.abs(step - 1.0) <= _GAMMA_TOLERANCE):
+            break
+    return 1.0 - np.exp(-x + a * np.log(x) - _lgamma(a)) * h
+
+
+def _regularized_gamma(a: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """The regularized lower incomplete gamma P(a, x) = γ(a, x) / Γ(a), elementwise (a > 0)."""
+    out = np.zeros(a.shape)
+    series = (x > 0.0) & (x < a + 1.0)
+    fraction = x >= a + 1.0
+    if series.any():
+        out[series] = _gamma_series(a[series], x[series])
+    if fraction.any():
+        out[fraction] = _gamma_fraction(a[fraction], x[fraction])
+    return out
+
+
+def _unit_gamma_quantile(q: float, shape: np.ndarray) -> np.ndarray:
+    """x with P(shape, x) = q (unit scale): Newton from the Wilson–Hilferty start, kept inside
+    a bisection bracket; above :data:`_WILSON_HILFERTY_SHAPE` the start itself."""
+    z = NormalDist().inv_cdf(q)
+    a = shape
+    cube = a * np.maximum(1.0 - 1.0 / (9.0 * a) + z / (3.0 * np.sqrt(a)), 1e-3) ** 3
+    small = np.exp((math.log(q) + _lgamma(a + 1.0)) / a)  # P(a, x) ≈ x^a / Γ(a + 1) near 0
+    x = np.where(a < 1.0, np.minimum(small, cube), cube)
+    todo = a < _WILSON_HILFERTY_SHAPE
+    if not todo.any():
+        return x
+    a_t, x_t = a[todo], x[todo]
+    lo, hi = np.zeros_like(a_t), np.full_like(a_t, np.inf)
+    for _ in range(_NEWTON_STEPS):
+        p = _regularized_gamma(a_t, x_t)
+        lo, hi = np.where(p < q, x_t, lo), np.where(p >= q, x_t, hi)
+        with np.errstate(divide="ignore", over="ignore", invalid="ignore"):
+            density = np.exp((a_t - 1.0) * np.log(x_t) - x_t - _lgamma(a_t))
+            new = x_t - (p - q) / density
+        outside = ~np.isfinite(new) | (new <= lo) | (new >= hi)
+        new = np.where(outside, np.where(np.isfinite(hi), 0.5 * (lo + hi), 2.0 * x_t), new)
+        done = np.all(np.abs(new - x_t) <= 1e-12 * x_t)
+        x_t = new
+        if done:
+            break
+    x[todo] = x_t
+    return x
+
+
+def gamma_quantile(q: float, mean: npt.ArrayLike, variance: npt.ArrayLike) -> np.ndarray:
+    """The q-quantile of the gamma distribution with the given mean m and variance v.
+
+    Shape k = m² / v, scale θ = v / m; the quantile is θ · P⁻¹(k, q), with P the regularized
+    lower incomplete gamma. Degenerate cases: m ≤ 0 gives 0; v ≤ 0 (with m > 0) gives m.
+    Elementwise over broadcast ``mean`` and ``variance``; accurate to ~1e-12 relative
+    (Wilson–Hilferty, ~1e-8, above shape 10,000).
+
+    Examples
+    --------
+    >>> float(gamma_quantile(0.5, 1.0, 1.0).round(6))  # exponential(1): median ln 2
+    0.693147
+    >>> gamma_quantile(0.975, [0.0, 2.0], [1.0, 0.0]).tolist()
+    [0.0, 2.0]
+    """
+    level = check_real(q, "q", low=0.0, high=1.0, closed="neither")
+    m, v = np.broadcast_arrays(np.asarray(mean, dtype=float), np.asarray(variance, dtype=float))
+    out = np.where(m > 0.0, m, 0.0)
+    proper = (m > 0.0) & (v > 0.0)
+    if proper.any():
+        shape, scale = m[proper] ** 2 / v[proper], v[proper] / m[proper]
+        out[proper] = scale * _unit_gamma_quantile(level, shape)
+    return out
+
+
+#: Calibrations are fitted on logit(ε̂) with ε̂ clipped to [δ, 1 − δ], δ = this.
+_LOGIT_CLIP = 1e-3
+#: Ridge pull of Platt's (a, b) toward (0, 1), i.e. toward P(wrong) = ε̂, in rows' worth.
+PLATT_RIDGE = 1.0
+#: Folds of the cross-fitted calibration (rows i with i mod K = k form fold k).
+CROSS_FIT_FOLDS = 2
+_PLATT_STEPS = 50
+
+
+def _logit(suspicion: np.ndarray) -> np.ndarray:
+    eps = np.clip(suspicion, _LOGIT_CLIP, 1.0 - _LOGIT_CLIP)
+    return np.log(eps) - np.log1p(-eps)
+
+
+def _platt_fit(
+    x: np.ndarray, wrong: np.ndarray, weight: np.ndarray, *, ridge: float = PLATT_RIDGE
+) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted logistic fit P(wrong) = σ(a + b·x) over the last axis, by Newton's method.
+
+    Maximises Σ_i u_i [e_i log p_i + (1 − e_i) log(1 − p_i)] − (r/2)[a² + (b − 1)²], with the
+    weights u rescaled to sum to the number of rows with u > 0 (so r counts in rows). Leading
+    axes are independent fits; u = 0 marks padding. Returns (a, b), each of the leading shape.
+    """
+    count = (weight > 0.0).sum(axis=-1, keepdims=True)
+    total = weight.sum(axis=-1, keepdims=True)
+    u = np.divide(weight * count, total, out=np.zeros_like(weight), where=total > 0.0)
+    y = wrong.astype(float)
+    a = np.zeros(u.shape[:-1])
+    b = np.ones(u.shape[:-1])
+    for _ in range(_PLATT_STEPS):
+        p = _sigmoid(a[..., None] + b[..., None] * x)
+        resid, curv = u * (p - y), u * p * (1.0 - p)
+        g_a = resid.sum(axis=-1) + ridge * a
+        g_b = (resid * x).sum(axis=-1) + ridge * (b - 1.0)
+        h_aa = curv.sum(axis=-1) + ridge
+        h_ab = (curv * x).sum(axis=-1)
+        h_bb = (curv * x * x).sum(axis=-1) + ridge
+        det = h_aa * h_bb - h_ab**2
+        step_a, step_b = (h_bb * g_a - h_ab * g_b) / det, (h_aa * g_b - h_ab * g_a) / det
+        a, b = a - step_a, b - step_b
+        if np.all(np.abs(step_a) + np.abs(step_b) < 1e-10):
+            break
+    return a, b
+
+
+def calibrate_suspicion(
+    suspicion: npt.ArrayLike,
+    wrong: npt.ArrayLike,
+    weights: npt.ArrayLike,
+    *,
+    ridge: float = PLATT_RIDGE,
+) -> Callable[[npt.ArrayLike], np.ndarray]:
+    """Platt calibration of the critic: P(wrong | ε̂) ≈ σ(a + b · logit ε̂), fitted by weights.
+
+    Fit on reviewed rows with weights u_i = 1/π_i, it estimates the calibration over every row
+    with π > 0 (each reviewed row stands for 1/π_i rows). A ridge r/2 · [a² + (b − 1)²] pulls
+    toward the identity map P(wrong) = ε̂ (r counts in rows), which keeps the fit finite when
+    the reviewed rows are all right or all wrong. ε̂ is clipped to [0.001, 0.999] first.
+
+    Parameters
+    ----------
+    suspicion : array-like of shape (M,)
+        ε̂ of the rows to fit on, in [0, 1].
+    wrong : array-like of bool or {0, 1}, shape (M,)
+        e_i, whether each machine label was wrong.
+    weights : array-like of shape (M,)
+        u_i ≥ 0 (0 = ignore the row), e.g. 1/π_i.
+    ridge : float ≥ 0
+        r, the pull toward the identity map.
+
+    Returns
+    -------
+    callable
+        Maps ε̂ (array-like in [0, 1]) to the calibrated P(wrong), an array in (0, 1).
+
+    Examples
+    --------
+    >>> calibrated = calibrate_suspicion([0.9, 0.8, 0.2, 0.1], [1, 1, 0, 0], [1, 1, 1, 1])
+    >>> bool(calibrated([0.9])[0] > 0.9), bool(calibrated([0.1])[0] < 0.1)
+    (True, True)
+    """
+    eps = as_unit(suspicion, "suspicion")
+    e = as_indicator(wrong, "wrong", n=eps.size)
+    u = as_finite(weights, "weights", n=eps.size)
+    bad = u < 0.0
+    if bad.any():
+        raise ValueError(first_bad(u, bad, "weights", "be >= 0"))
+    r = check_real(ridge, "ridge", low=0.0, high=math.inf, closed="left")
+    a, b = _platt_fit(_logit(eps), e, u, ridge=r)
+
+    def calibrated(values: npt.ArrayLike) -> np.ndarray:
+        return _sigmoid(float(a) + float(b) * _logit(as_unit(values, "suspicion")))
+
+    return calibrated
+
+
+def _cross_fitted(
+    suspicion: np.ndarray, wrong: np.ndarray, delta: np.ndarray, pi: np.ndarray, folds: np.ndarray
+) -> np.ndarray:
+    """p̂_i = σ(a₋ₖ + b₋ₖ · logit ε̂_i) for i in fold k, (a₋ₖ, b₋ₖ) fitted by :func:`_platt_fit`
+    on the reviewed rows outside fold k with weights 1/π. Leading axes of ``delta`` (and
+    ``wrong``) are independent draws; ``suspicion``, ``pi`` and ``folds`` have shape (N,)."""
+    x = _logit(suspicion)
+    inverse = np.where(pi > 0.0, 1.0 / np.where(pi > 0.0, pi, 1.0), 0.0)
+    predicted = np.zeros(delta.shape)
+    for k in np.unique(folds):
+        train = delta & (folds != k)
+        # the training rows of each draw first (the rest is padding with weight 0): fits cost
+        # O(reviewed rows), not O(N)
+        m = int(train.sum(axis=-1).max(initial=0))
+        order = np.argsort(~train, axis=-1, kind="stable")[..., :m]
+        kept = np.take_along_axis(train, order, axis=-1)
+        a, b = _platt_fit(
+            x[order],
+            np.take_along_axis(wrong, order, axis=-1) & kept,
+            np.where(kept, inverse[order], 0.0),
+        )
+        mine = folds == k
+        predicted[..., mine] = _sigmoid(a[..., None] + b[..., None] * x[mine])
+    return predicted
+
+
+def cross_fitted_probabilities(
+    suspicion: npt.ArrayLike,
+    wrong: npt.ArrayLike,
+    delta: npt.ArrayLike,
+    pi: npt.ArrayLike,
+    *,
+    folds: int = CROSS_FIT_FOLDS,
+) -> np.ndarray:
+    """Cross-fitted calibrated P(wrong) of every row: p̂_i = σ(a₋ₖ + b₋ₖ · logit ε̂_i).
+
+    Rows i with i mod K = k form fold k; (a₋ₖ, b₋ₖ) is :func:`calibrate_suspicion` fitted on
+    the reviewed rows of the other folds with weights 1/π. So p̂_i never depends on row i's own
+    review (δ_i, e_i), which keeps the model-assisted estimate unbiased.
+
+    Parameters
+    ----------
+    suspicion : array-like of shape (N,)
+        ε̂ in [0, 1].
+    wrong : array-like of bool or {0, 1}, shape (N,)
+        e_i, read only where δ_i = 1.
+    delta, pi : array-like of shape (N,)
+        Review indicators and inclusion probabilities.
+    folds : int ≥ 2
+        K.
+
+    Returns
+    -------
+    numpy.ndarray of shape (N,)
+        p̂_i in (0, 1).
+
+    Examples
+    --------
+    >>> p = cross_fitted_probabilities([0.9, 0.9, 0.1, 0.1], [1, 1, 0, 0], [1] * 4, [1.0] * 4)
+    >>> bool(p[0] > 0.5 > p[2])
+    True
+    """
+    delta_array, pi_array = as_review(delta, pi)
+    n = pi_array.size
+    eps = as_unit(suspicion, "suspicion", n=n)
+    e = as_indicator(wrong, "wrong", n=n) & delta_array
+    k = _check_folds(folds)
+    return _cross_fitted(eps, e, delta_array, pi_array, np.arange(n) % k)
+
+
+def _check_folds(folds: object) -> int:
+    if isinstance(folds, bool) or not isinstance(folds, (int, np.integer)) or folds < 2:
+        raise ValueError(f"folds must be an int >= 2; got {folds!r}")
+    return int(folds)
+
+
 @dataclass(frozen=True)
-class AccuracyEstimate:
-    """ACT estimate of the machine labels' accuracy with a normal confidence interval.
+class _Totals:
+    """Error-count estimate and bounds; arrays over any leading (draw) axes."""
+
+    estimate: np.ndarray
+    variance: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+    found: np.ndarray
+
+
+def _unseen(delta: np.ndarray, pi: np.ndarray) -> np.ndarray:
+    """Rows whose error would be unseen and weighted: not reviewed, 0 < π < 1."""
+    return ~delta & (pi > 0.0) & (pi < 1.0)
+
+
+def _bounded(
+    certain: np.ndarray,
+    sampled: tuple[np.ndarray, np.ndarray],
+    jump: tuple[np.ndarray, np.ndarray],
+    wrong: np.ndarray,
+    delta: np.ndarray,
+    pi: np.ndarray,
+    alpha: float,
+) -> _Totals:
+    """Fay–Feuer bounds: lower G_{α/2}(Y, V), upper G_{1−α/2}(Y + J, V + J_v), shifted by the
+    exactly known count and clipped to what is possible (found ≤ T ≤ found + unreviewed)."""
+    y, v = sampled
+    jump_mean, jump_var = jump
+    lo = gamma_quantile(alpha / 2.0, np.maximum(y, 0.0), v)
+    hi = gamma_quantile(1.0 - alpha / 2.0, np.maximum(y, 0.0) + jump_mean, v + jump_var)
+    found = (wrong & delta).sum(axis=-1).astype(float)
+    cap = found + (~delta & (pi > 0.0)).sum(axis=-1)
+    return _Totals(
+        estimate=certain + y,
+        variance=v,
+        low=np.clip(certain + lo, found, cap),
+        high=np.clip(certain + hi, found, cap),
+        found=found,
+    )
+
+
+def _ht_totals(wrong: np.ndarray, delta: np.ndarray, pi: np.ndarray, alpha: float) -> _Totals:
+    """Horvitz–Thompson T̂ = Σ δe/π with the Fay–Feuer gamma interval (see
+    :func:`error_count_estimate`); over the last axis, leading axes are draws."""
+    found = wrong & delta
+    partial = (pi > 0.0) & (pi < 1.0)
+    inverse = np.where(partial, 1.0 / np.where(partial, pi, 1.0), 0.0)
+    certain = (found & (pi >= 1.0)).sum(axis=-1).astype(float)
+    y = (found * inverse).sum(axis=-1)
+    v = (found * (1.0 - pi) * inverse**2).sum(axis=-1)
+    w = np.where(_unseen(delta, pi), inverse, 0.0).max(axis=-1, initial=0.0)
+    return _bounded(certain, (y, v), (w, w * np.maximum(w - 1.0, 0.0)), wrong, delta, pi, alpha)
+
+
+def _ma_totals(
+    wrong: np.ndarray, delta: np.ndarray, pi: np.ndarray, predicted: np.ndarray, alpha: float
+) -> _Totals:
+    """Difference estimator T̂ = Σ [p̂ + δ(e − p̂)/π] with a Fay–Feuer-type gamma interval (see
+    :func:`error_count_estimate`); over the last axis, leading axes are draws."""
+    partial = (pi > 0.0) & (pi < 1.0)
+    inverse = np.where(partial, 1.0 / np.where(partial, pi, 1.0), 0.0)
+    e = (wrong & delta).astype(float)
+    residual = np.where(delta & partial, e - predicted, 0.0)
+    certain = (e * (pi >= 1.0)).sum(axis=-1)
+    y = (np.where(partial, predicted, 0.0) + residual * inverse).sum(axis=-1)
+    v = (residual**2 * (1.0 - pi) * inverse**2).sum(axis=-1)
+    gain = np.where(_unseen(delta, pi), (1.0 - predicted) * inverse, 0.0)
+    j = gain.argmax(axis=-1)
+    jump = np.take_along_axis(gain, j[..., None], axis=-1)[..., 0]
+    jump_var = jump**2 * (1.0 - pi[j])
+    return _bounded(certain, (y, v), (jump, jump_var), wrong, delta, pi, alpha)
+
+
+#: The model-assisted estimator needs at least this many reviewed rows with 0 < π < 1; with
+#: fewer, its interval under-covered (benchmarks/coverage.py) and Horvitz–Thompson is used.
+MIN_ASSISTED_REVIEWS = 30
+
+
+def _assisted_totals(
+    suspicion: np.ndarray,
+    wrong: np.ndarray,
+    delta: np.ndarray,
+    pi: np.ndarray,
+    folds: np.ndarray,
+    alpha: float,
+    minimum: int = MIN_ASSISTED_REVIEWS,
+) -> tuple[_Totals, np.ndarray]:
+    """The model-assisted totals where at least ``minimum`` rows with 0 < π < 1 were reviewed,
+    Horvitz–Thompson elsewhere; and where the model-assisted ones were used (per draw)."""
+    used = (delta & (pi > 0.0) & (pi < 1.0)).sum(axis=-1) >= minimum
+    ht = _ht_totals(wrong, delta, pi, alpha)
+    if not np.any(used):
+        return ht, used
+    ma = _ma_totals(wrong, delta, pi, _cross_fitted(suspicion, wrong, delta, pi, folds), alpha)
+    fields = {
+        f.name: np.where(used, getattr(ma, f.name), getattr(ht, f.name)) for f in fields_of(_Totals)
+    }
+    return _Totals(**fields), used
+
+
+#: Names accepted by ``error_count_estimate(..., method=...)``.
+ESTIMATORS: tuple[str, ...] = ("model-assisted", "horvitz-thompson")
+
+
+@dataclass(frozen=True)
+class ErrorCount:
+    """Estimate of the number of wrong machine labels T = Σ_i e_i, with a confidence interval.
 
     Attributes
     ----------
     estimate : float
-        Unbiased point estimate of the share of machine labels a human would accept. Not
-        clipped, so it can fall slightly outside [0, 1] when a few reviewed items carry large
-        weights.
+        T̂, unbiased for T over the draw (rows with π = 0 count as right).
     stderr : float
-        Estimated standard error of ``estimate``.
+        √V̂, the estimated standard error of T̂.
     ci_low, ci_high : float
-        estimate ∓ z · stderr, clipped to [0, 1].
+        The interval for T (Fay–Feuer gamma; see :func:`error_count_estimate`), within
+        [found, found + unreviewed rows with π > 0].
+    found : int
+        Σ δ_i e_i, wrong labels humans found (and fixed).
+    n : int
+        N, the number of rows.
+    n_reviewed : int
+        Σ δ_i.
+    method : str
+        The estimator used: "model-assisted" or "horvitz-thompson" (also when model-assisted
+        was asked for but fewer than :data:`MIN_ASSISTED_REVIEWS` rows with 0 < π < 1 were
+        reviewed).
+    """
+
+    estimate: float
+    stderr: float
+    ci_low: float
+    ci_high: float
+    found: int
+    n: int
+    n_reviewed: int
+    method: str
+
+    @property
+    def remaining(self) -> float:
+        """T̂ − found: wrong labels estimated to remain on unreviewed rows."""
+        return self.estimate - self.found
+
+    @property
+    def remaining_ci(self) -> tuple[float, float]:
+        """The interval for the wrong labels left: (ci_low − found, ci_high − found)."""
+        return self.ci_low - self.found, self.ci_high - self.found
+
+
+def error_count_estimate(
+    wrong: npt.ArrayLike,
+    delta: npt.ArrayLike,
+    pi: npt.ArrayLike,
+    *,
+    suspicion: npt.ArrayLike | None = None,
+    method: str | None = None,
+    confidence: float = 0.95,
+    folds: int = CROSS_FIT_FOLDS,
+) -> ErrorCount:
+    """Estimate how many machine labels are wrong, T = Σ_i e_i, from a reviewed sample.
+
+    Rows with π_i = 1 are all reviewed: their errors are counted exactly. The rest carry
+    sampling error. Two estimators (unbiased over the Poisson draw wherever π > 0):
+
+    - ``"horvitz-thompson"``: T̂ = Σ_{π=1} e_i + Y, Y = Σ_{π<1} δ_i e_i / π_i, variance
+      estimate V = Σ δ_i e_i (1 − π_i)/π_i².
+    - ``"model-assisted"`` (the difference estimator of model-assisted survey sampling, as in
+      "active inference"): p̂_i ≈ P(wrong | ε̂_i) from :func:`calibrate_suspicion` on the
+      reviewed rows (weights 1/π), cross-fitted: rows i with i mod K = k are predicted by a
+      fit on the other folds, so p̂_i does not depend on δ_i. Then
+      Y = Σ_{π<1} [p̂_i + δ_i (e_i − p̂_i)/π_i], V = Σ δ_i (e_i − p̂_i)² (1 − π_i)/π_i².
+      Unbiased for any p̂ of that kind; narrower when p̂ predicts e well. Needs ``suspicion``
+      and at least :data:`MIN_ASSISTED_REVIEWS` reviewed rows with 0 < π < 1 (with fewer, its
+      interval under-covered in simulation; Horvitz–Thompson is used instead, and ``method``
+      of the result says so).
+
+    The interval is Fay–Feuer's gamma interval (Fay & Feuer 1997, for weighted sums of rare
+    events), not the normal one (which under-covers when a few errors found by low-π review
+    carry weights 1/π): with G_q(m, v) the q-quantile of the gamma with mean m and variance v,
+
+        low  = Σ_{π=1} e + G_{α/2}(Y, V),
+        high = Σ_{π=1} e + G_{1−α/2}(Y + J, V + J_v),
+
+    where J is what one more error would add, on the unreviewed row with 0 < π < 1 where it
+    weighs most (Horvitz–Thompson: J = 1/π_min, J_v = J(J − 1); model-assisted:
+    J = max (1 − p̂_j)/π_j, J_v = J²(1 − π_j)); J = 0 when no such row is left. Both bounds
+    are clipped to [found, found + unreviewed rows with π > 0]. The interval has zero width
+    only when every row with 0 < π < 1 was reviewed. Coverage (95% nominal) was measured over
+    a grid of designs in ``benchmarks/coverage.py`` (docs/benchmarks.md).
+
+    Parameters
+    ----------
+    wrong : array-like of bool or {0, 1}, shape (N,)
+        e_i, read only where δ_i = 1.
+    delta, pi : array-like of shape (N,)
+        Review indicators and the inclusion probabilities they were drawn with.
+    suspicion : array-like of shape (N,), optional
+        ε̂_i in [0, 1]; required by the model-assisted estimator.
+    method : {"model-assisted", "horvitz-thompson"} or None
+        The estimator; None = model-assisted when ``suspicion`` is given, else
+        Horvitz–Thompson.
+    confidence : float in (0, 1)
+        1 − α, the coverage of the interval.
+    folds : int ≥ 2
+        K, the folds of the cross-fitted calibration.
+
+    Returns
+    -------
+    ErrorCount
+        Lower ``estimate`` = fewer wrong labels.
+
+    Examples
+    --------
+    >>> est = error_count_estimate([0, 1, 1, 0], [1, 1, 1, 0], [1.0, 1.0, 0.5, 0.5])
+    >>> est.estimate, est.found, est.remaining
+    (3.0, 2, 1.0)
+    >>> est.ci_low, est.ci_high  # at least the 2 found, at most all 3 that are not reviewed
+    (2.0, 3.0)
+    """
+    delta_array, pi_array = as_review(delta, pi)
+    n = pi_array.size
+    e = as_indicator(wrong, "wrong", n=n) & delta_array
+    if method is None:
+        method = "horvitz-thompson" if suspicion is None else "model-assisted"
+    if method not in ESTIMATORS:
+        raise ValueError(f"method must be one of {list(ESTIMATORS)}; got {method!r}")
+    level = check_real(confidence, "confidence", low=0.0, high=1.0, closed="neither")
+    k = _check_folds(folds)
+    alpha = 1.0 - level
+    if method == "horvitz-thompson":
+        totals = _ht_totals(e, delta_array, pi_array, alpha)
+    else:
+        if suspicion is None:
+            raise ValueError("the model-assisted estimator needs the suspicion of every row")
+        eps = as_unit(suspicion, "suspicion", n=n)
+        folds_of = np.arange(n) % k
+        totals, used = _assisted_totals(eps, e, delta_array, pi_array, folds_of, alpha)
+        if not used:
+            method = "horvitz-thompson"
+    return ErrorCount(
+        estimate=float(totals.estimate),
+        stderr=math.sqrt(float(totals.variance)),
+        ci_low=float(totals.low),
+        ci_high=float(totals.high),
+        found=int(totals.found),
+        n=n,
+        n_reviewed=int(delta_array.sum()),
+        method=method,
+    )
+
+
+@dataclass(frozen=True)
+class AccuracyEstimate:
+    """ACT estimate of the machine labels' accuracy, 1 − T/N, with a confidence interval.
+
+    Attributes
+    ----------
+    estimate : float
+        Unbiased point estimate of the share of machine labels a human would accept,
+        1 − T̂/N. Not clipped, so it can fall slightly outside [0, 1] when a few reviewed
+        items carry large weights.
+    stderr : float
+        Estimated standard error of ``estimate``, √V̂ / N.
+    ci_low, ci_high : float
+        1 − (upper bound of T)/N and 1 − (lower bound of T)/N: the gamma interval of
+        :func:`error_count_estimate`, within [0, 1].
     n : int
         Number of items N.
     n_reviewed : int
         Number of reviewed items Σ δ_i.
+    errors : ErrorCount
+        The estimate of the number of wrong labels it derives from (wrong labels left:
+        ``errors.remaining`` and ``errors.remaining_ci``).
     """
 
     estimate: float
@@ -494,6 +1051,7 @@ class AccuracyEstimate:
     ci_high: float
     n: int
     n_reviewed: int
+    errors: ErrorCount
 
 
 def accuracy_estimate(
@@ -503,29 +1061,21 @@ def accuracy_estimate(
     pi: npt.ArrayLike,
     *,
     confidence: float = 0.95,
+    suspicion: npt.ArrayLike | None = None,
 ) -> AccuracyEstimate:
     """Estimate the machine labels' accuracy against human labels from a reviewed sample.
 
-    With e_i = 1(ŷ_i ≠ y_i) (only needed where δ_i = 1), the Horvitz–Thompson estimate
+    With e_i = 1(ŷ_i ≠ y_i) (only needed where δ_i = 1) and T = Σ_i e_i the number of wrong
+    labels, acc = 1 − T̂/N with T̂ and its interval from :func:`error_count_estimate`:
+    model-assisted when ``suspicion`` is given, else Horvitz–Thompson,
 
-        acc = (1/N) Σ_i [ 1 − e_i δ_i / π_i ]
+        acc = (1/N) Σ_i [ 1 − e_i δ_i / π_i ],
 
-    is unbiased for the full-human accuracy (1/N) Σ_i (1 − e_i) if π_i > 0 wherever the machine
-    can be wrong. Its variance is estimated with the unbiased Horvitz–Thompson estimator for
-    Poisson sampling,
-
-        V̂ = (1/N²) Σ_i δ_i (1 − π_i) / π_i² · e_i²,
-
-    and the interval is acc ± z · √V̂ with z = Φ⁻¹((1 + confidence)/2), clipped to [0, 1].
-    Items reviewed with π_i = 1 add no variance. If no reviewed item with π_i < 1 is wrong, V̂ = 0
-    and the interval degenerates to a point: read it as "no evidence of errors", not certainty.
-
-    Coverage: the normal interval is good under uniform review (95% intervals covered 0.94-0.97
-    in simulation). With unequal π the estimate is skewed: a few errors found by low-π (floor)
-    review carry large weights 1/π, and the interval under-covers. Simulated (N = 2000, 20%
-    machine errors, a critic missing 15% of them, floor ρ = 0.1): 0.88-0.94 at B = 30% of N,
-    but 0.65-0.93 at B = 5-20% (worst for the exponential rule). Read it as optimistic at low
-    budgets.
+    unbiased for the full-human accuracy (1/N) Σ_i (1 − e_i) if π_i > 0 wherever the machine
+    can be wrong. The interval is 1 − [T_high, T_low]/N with Fay–Feuer's gamma bounds on T:
+    the normal interval acc ± z √V̂ under-covers with unequal π (a few errors found by low-π
+    review carry weights 1/π; 82–90% coverage at 5–20% budgets, and often zero width), the
+    gamma one covered ≥ 95% over the grid of ``benchmarks/coverage.py``.
 
     Parameters
     ----------
@@ -537,7 +1087,9 @@ def accuracy_estimate(
     delta, pi : array-like of shape (N,)
         Review indicators and the inclusion probabilities they were drawn with.
     confidence : float in (0, 1)
-        Coverage of the normal interval.
+        Coverage of the interval.
+    suspicion : array-like of shape (N,), optional
+        ε̂; given, the model-assisted estimator is used.
 
     Returns
     -------
@@ -548,10 +1100,10 @@ def accuracy_estimate(
     --------
     >>> est = accuracy_estimate(["a", "b", "c", "d"], ["a", None, "x", None],
     ...                         [1, 0, 1, 0], [0.5, 0.5, 0.5, 0.5])
-    >>> est.estimate, est.n_reviewed
-    (0.5, 2)
-    >>> round(est.stderr, 4), round(est.ci_low, 4), est.ci_high
-    (0.3536, 0.0, 1.0)
+    >>> est.estimate, est.n_reviewed, round(est.stderr, 4)
+    (0.5, 2, 0.3536)
+    >>> est.ci_low, est.ci_high  # 1 to 3 wrong labels: the one found, at most 2 more
+    (0.25, 0.75)
     """
     delta_array, pi_array = as_review(delta, pi)
     n = pi_array.size
@@ -560,30 +1112,34 @@ def accuracy_estimate(
     for name, labels in (("machine_labels", machine), ("human_labels", human)):
         if len(labels) != n:
             raise ValueError(f"{name} must have length {n} (one per item); got {len(labels)}")
-    level = check_real(confidence, "confidence", low=0.0, high=1.0, closed="neither")
     wrong = np.array(
         [bool(delta_array[i] and machine[i] != human[i]) for i in range(n)], dtype=bool
     )
-    return _compute_accuracy(wrong, delta_array, pi_array, level)
+    errors = error_count_estimate(
+        wrong, delta_array, pi_array, suspicion=suspicion, confidence=confidence
+    )
+    return accuracy_from_errors(errors)
 
 
-def _compute_accuracy(
-    wrong: np.ndarray, delta: np.ndarray, pi: np.ndarray, confidence: float
-) -> AccuracyEstimate:
-    n = pi.size
-    ratio = _inverse_weight(delta, pi)
-    errors = wrong.astype(float)
-    estimate = 1.0 - float(np.sum(errors * ratio)) / n
-    variance = float(np.sum(errors * (1.0 - pi) * ratio**2)) / n**2
-    stderr = math.sqrt(variance)
-    z = NormalDist().inv_cdf(0.5 + confidence / 2.0)
+def accuracy_from_errors(errors: ErrorCount) -> AccuracyEstimate:
+    """acc = 1 − T̂/N, its interval 1 − [T_high, T_low]/N and standard error √V̂/N.
+
+    Examples
+    --------
+    >>> errors = ErrorCount(10.0, 2.0, 6.0, 16.0, 5, 100, 20, "horvitz-thompson")
+    >>> acc = accuracy_from_errors(errors)
+    >>> acc.estimate, acc.ci_low, acc.ci_high, acc.stderr
+    (0.9, 0.84, 0.94, 0.02)
+    """
+    n = errors.n
     return AccuracyEstimate(
-        estimate=estimate,
-        stderr=stderr,
-        ci_low=min(1.0, max(0.0, estimate - z * stderr)),
-        ci_high=min(1.0, max(0.0, estimate + z * stderr)),
+        estimate=1.0 - errors.estimate / n,
+        stderr=errors.stderr / n,
+        ci_low=min(1.0, max(0.0, 1.0 - errors.ci_high / n)),
+        ci_high=min(1.0, max(0.0, 1.0 - errors.ci_low / n)),
         n=n,
-        n_reviewed=int(delta.sum()),
+        n_reviewed=errors.n_reviewed,
+        errors=errors,
     )
 
 

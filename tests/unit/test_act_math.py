@@ -23,7 +23,11 @@ from act_plugin.act_math import (
     act_loss_estimate,
     act_weights,
     auroc,
+    calibrate_suspicion,
+    cross_fitted_probabilities,
     draw_review,
+    error_count_estimate,
+    gamma_quantile,
     inclusion_probabilities,
     precision_at,
     recall_at_fraction,
@@ -502,6 +506,92 @@ def test_accuracy_estimate_rejects_bad_input(
 ) -> None:
     with pytest.raises(ValueError, match=quoted):
         accuracy_estimate(machine, human, [1, 1], [1.0, 1.0], **options)
+
+
+# --------------------------------------------------------------------------------------------
+# gamma_quantile, error_count_estimate, calibration
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("q", [0.0125, 0.025, 0.5, 0.975, 0.9875])
+def test_gamma_quantile_matches_scipy(q: float) -> None:
+    from scipy.stats import gamma as gamma_dist
+
+    rng = np.random.default_rng(3)
+    mean = np.exp(rng.uniform(-3.0, 9.0, 400))
+    variance = mean * np.exp(rng.uniform(-2.0, 6.0, 400))  # shapes from ~1e-4 to ~1e5
+    shape, scale = mean**2 / variance, variance / mean
+    expected = gamma_dist.ppf(q, shape, scale=scale)
+    ok = expected > 1e-250  # scipy underflows to 0 for the tiniest shapes
+    np.testing.assert_allclose(gamma_quantile(q, mean, variance)[ok], expected[ok], rtol=1e-6)
+
+
+def ht_draws(sim: Simulated, pi: np.ndarray, draws: int = DRAWS) -> list[act_math.ErrorCount]:
+    return [
+        error_count_estimate(sim.wrong, draw_review(pi, seed=s), pi, method="horvitz-thompson")
+        for s in range(draws)
+    ]
+
+
+@pytest.mark.parametrize("rule", ["thresholded", "exponential"])
+def test_gamma_interval_covers_where_the_normal_one_did_not(sim: Simulated, rule: str) -> None:
+    """5% budget, default floor: the old normal interval covered ~0.80 here."""
+    truth = float(sim.wrong.sum())
+    pi = inclusion_probabilities(sim.suspicion, 0.05, rule=rule, floor=0.1)
+    results = ht_draws(sim, pi)
+    estimates = np.array([r.estimate for r in results])
+    assert abs(estimates.mean() - truth) < 3 * estimates.std(ddof=1) / math.sqrt(DRAWS)
+    coverage = np.mean([r.ci_low <= truth <= r.ci_high for r in results])
+    assert coverage >= 0.94
+    normal = np.mean([abs(r.estimate - truth) <= 1.96 * r.stderr for r in results])
+    assert normal < 0.9  # the test can tell a valid interval from the old one
+    assert all(r.ci_low < r.ci_high for r in results)  # unreviewed rows with π < 1 remain
+
+
+def test_error_count_by_hand() -> None:
+    # rows: π = 1 wrong (counted exactly), π = 0.5 wrong (weight 2), two unreviewed
+    est = error_count_estimate([1, 1, 0, 0], [1, 1, 0, 0], [1.0, 0.5, 0.5, 0.25])
+    assert (est.estimate, est.found, est.remaining, est.n_reviewed) == (3.0, 2, 1.0, 2)
+    assert est.stderr == pytest.approx(math.sqrt(0.5 / 0.25))
+    assert (est.ci_low, est.ci_high) == (2.0, 4.0)  # clipped: ≥ found, ≤ found + 2 unreviewed
+    everyone = error_count_estimate([1, 0, 1], [1, 1, 1], [0.5, 0.5, 1.0])
+    assert everyone.ci_low == everyone.ci_high == everyone.found == 2  # nothing left unknown
+
+
+def test_model_assisted_estimate_is_unbiased_and_narrower(sim: Simulated) -> None:
+    truth = float(sim.wrong.sum())
+    pi = inclusion_probabilities(sim.suspicion, 0.1, rule="thresholded", floor=0.3)
+    results = [
+        error_count_estimate(sim.wrong, draw_review(pi, seed=s), pi, suspicion=sim.suspicion)
+        for s in range(DRAWS)
+    ]
+    estimates = np.array([r.estimate for r in results])
+    assert abs(estimates.mean() - truth) < 3 * estimates.std(ddof=1) / math.sqrt(DRAWS)
+    assert np.mean([r.ci_low <= truth <= r.ci_high for r in results]) >= 0.94
+    ht = np.array([r.estimate for r in ht_draws(sim, pi)])
+    assert estimates.std() < ht.std()
+
+
+def test_cross_fitted_prediction_ignores_the_rows_own_review() -> None:
+    rng = np.random.default_rng(0)
+    eps = rng.random(40)
+    wrong = rng.random(40) < eps
+    delta, pi = np.ones(40, dtype=bool), np.full(40, 0.5)
+    base = cross_fitted_probabilities(eps, wrong, delta, pi)
+    flipped = wrong.copy()
+    flipped[6] = not flipped[6]  # row 6 is in fold 0: only fold 1's predictions may change
+    moved = cross_fitted_probabilities(eps, flipped, delta, pi) != base
+    assert not moved[::2].any() and moved[1::2].all()
+
+
+def test_calibration_recovers_a_platt_map() -> None:
+    rng = np.random.default_rng(1)
+    eps = rng.uniform(0.01, 0.99, 20_000)
+    truth = 1.0 / (1.0 + np.exp(-(-1.0 + 0.5 * np.log(eps / (1 - eps)))))
+    wrong = rng.random(eps.size) < truth
+    weights = rng.choice([1.0, 4.0], eps.size)  # any weights: the same map in expectation
+    calibrated = calibrate_suspicion(eps, wrong, weights)
+    np.testing.assert_allclose(calibrated(eps), truth, atol=0.02)
 
 
 # --------------------------------------------------------------------------------------------

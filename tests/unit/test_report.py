@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pytest
 from PIL import Image
+from scipy.stats import gamma as gamma_dist
 
 from act_plugin.act_math import roc_points
 from act_plugin.report import ReportFigures, compute_report, write_report
@@ -119,12 +120,20 @@ def test_act_accuracy_by_hand(hand: ReportFigures) -> None:
     assert acc.estimate == pytest.approx(0.7)
     # V = (1/10²)·[(1−1)/1² + (1−0.5)/0.5²] = 2/100
     assert acc.stderr == pytest.approx(math.sqrt(0.02))
-    assert acc.ci_low == pytest.approx(0.7 - Z95 * math.sqrt(0.02))
-    assert acc.ci_high == pytest.approx(0.7 + Z95 * math.sqrt(0.02))
+    # Fay–Feuer bounds on the error count T: row 0 (π = 1) counts exactly; the rest has
+    # Y = 2, V = 2; one more error would weigh J = 1/0.25 = 4 (rows 5, 8–11 unreviewed),
+    # J(J − 1) = 12. Low = 1 + G_0.025(mean 2, var 2), at least the 2 found; high = 1 +
+    # G_0.975(mean 6, var 14), at most 2 found + 6 unreviewed rows (3, 5, 8–11).
+    low = max(2.0, 1.0 + gamma_dist.ppf(0.025, 2.0**2 / 2.0, scale=2.0 / 2.0))
+    high = min(8.0, 1.0 + gamma_dist.ppf(0.975, 6.0**2 / 14.0, scale=14.0 / 6.0))
+    assert (low, high) == (2.0, 8.0)  # both clipped: 1 + 0.24 and 1 + 14.2
+    assert acc.ci_low == pytest.approx(1.0 - high / 10)
+    assert acc.ci_high == pytest.approx(1.0 - low / 10)
     assert acc.n == 10
     assert acc.n_reviewed == 4  # rows 0, 1, 2, 7 (row 6 has no draw)
     # estimated total errors 3, found 2 (rows 0 and 2)
     assert hand.estimated_remaining_errors == pytest.approx(1.0)
+    assert hand.remaining_errors_ci == pytest.approx((low - 2.0, high - 2.0))
 
 
 def test_naive_and_agreement_by_hand(hand: ReportFigures) -> None:
@@ -160,9 +169,10 @@ def test_per_label_by_hand(hand: ReportFigures) -> None:
     assert (a.label, a.count, a.reviewed, a.reviewed_wrong) == ("a", 4, 3, 1)
     # b in the estimate: rows 2, 3, 5, 8–11 (7 rows), one error with weight 2
     assert b.error_rate == pytest.approx(2 / 7)
-    se_b = math.sqrt(0.5 / 0.25) / 7
-    assert b.error_ci == pytest.approx((max(0.0, 2 / 7 - Z95 * se_b), 2 / 7 + Z95 * se_b))
-    # a in the estimate: rows 0, 1, 7; row 0 wrong with π = 1 → 1/3, no variance
+    # Fay–Feuer: G_0.025(2, 2) = 0.24 → at least the 1 found; G_0.975(2 + 4, 2 + 12) = 14.2
+    # → at most 1 found + 6 unreviewed (rows 3, 5, 8–11)
+    assert b.error_ci == pytest.approx((1 / 7, 7 / 7))
+    # a in the estimate: rows 0, 1, 7, all reviewed: row 0 wrong → exactly 1/3
     assert a.error_rate == pytest.approx(1 / 3)
     assert a.error_ci == pytest.approx((1 / 3, 1 / 3))
 
@@ -211,11 +221,22 @@ def brute_force(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
     total_err = 0.0
     var = 0.0
     found = 0
+    certain = 0
+    jump = 0.0  # 1/π of the unreviewed row with the smallest 0 < π < 1
     for r in est:
         if r["delta"] == 1 and r["machine_correct"] is False:
             total_err += 1.0 / r["pi"]
             var += (1.0 - r["pi"]) / r["pi"] ** 2
             found += 1
+            certain += r["pi"] == 1.0
+        if r["delta"] == 0 and 0.0 < r["pi"] < 1.0:
+            jump = max(jump, 1.0 / r["pi"])
+    sampled = total_err - certain
+    unreviewed = sum(r["delta"] == 0 and r["pi"] > 0 for r in est)
+    low = certain + (gamma_dist.ppf(0.025, sampled**2 / var, scale=var / sampled) if var else 0)
+    up_mean, up_var = sampled + jump, var + jump * (jump - 1)
+    high = certain + gamma_dist.ppf(0.975, up_mean**2 / up_var, scale=up_var / up_mean)
+    low, high = min(max(low, found), found + unreviewed), min(high, found + unreviewed)
     reviewed = [r for r in rows if r["reviewed"]]
     wrong = [r for r in reviewed if not r["machine_correct"]]
     right = [r for r in reviewed if r["machine_correct"]]
@@ -236,6 +257,7 @@ def brute_force(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
         "estimate": 1.0 - total_err / len(est),
         "stderr": math.sqrt(var) / len(est),
         "remaining": total_err - found,
+        "ci": (1.0 - high / len(est), 1.0 - low / len(est)),
         "naive": len(right) / len(reviewed),
         "auroc": pairs / (len(wrong) * len(right)),
         "weighted_auroc": wpairs / (sum(1 / r["pi"] for r in ww) * sum(1 / r["pi"] for r in wr)),
@@ -254,6 +276,7 @@ def test_figures_match_brute_force(seed: int) -> None:
     assert fig.accuracy.estimate == pytest.approx(expected["estimate"])
     assert fig.accuracy.stderr == pytest.approx(expected["stderr"])
     assert fig.estimated_remaining_errors == pytest.approx(expected["remaining"])
+    assert (fig.accuracy.ci_low, fig.accuracy.ci_high) == pytest.approx(expected["ci"])
     assert fig.naive_accuracy == pytest.approx(expected["naive"])
     assert fig.auroc == pytest.approx(expected["auroc"])
     assert fig.weighted_auroc == pytest.approx(expected["weighted_auroc"])
@@ -433,7 +456,7 @@ def test_html_is_self_contained(written: tuple[str, Path]) -> None:
     assert not re.search(r"""(src|href)\s*=\s*["']?(?!data:)[a-z]+:""", html, re.IGNORECASE)
     assert "<script" not in html.lower() and "<link" not in html.lower()
     images = re.findall(r"src='data:image/png;base64,([A-Za-z0-9+/=]+)'", html)
-    assert len(images) == 4
+    assert len(images) == 5
     for data in images:
         assert base64.b64decode(data).startswith(PNG_SIGNATURE)
 
@@ -442,8 +465,8 @@ def test_html_has_the_key_numbers(written: tuple[str, Path]) -> None:
     html, _ = written
     assert "Hand &lt;rows&gt; &amp; co" in html  # title escaped
     assert "70.0%" in html  # ACT estimate
-    ci = f"{100 * (0.7 - Z95 * math.sqrt(0.02)):.1f}% – {100 * (0.7 + Z95 * math.sqrt(0.02)):.1f}%"
-    assert ci in html
+    assert "20.0% – 80.0%" in html  # its interval (test_act_accuracy_by_hand)
+    assert "1.0 (0.0 – 6.0)" in html  # wrong labels left
     assert "60.0%" in html and "biased" in html  # naive, labelled
     assert "0.500" in html and "0.333" in html  # AUROC, weighted AUROC
     assert "5 of 12 (41.7%)" in html  # human share

@@ -17,8 +17,12 @@ import numpy as np
 
 from act_plugin.act_math import (
     AccuracyEstimate,
-    accuracy_estimate,
+    ErrorCount,
+    accuracy_from_errors,
     auroc,
+    calibrate_suspicion,
+    cross_fitted_probabilities,
+    error_count_estimate,
     precision_at,
     recall_at_fraction,
     weighted_auroc,
@@ -30,6 +34,12 @@ from act_plugin.validation import check_real
 RECALL_FRACTIONS: tuple[float, ...] = (0.1, 0.2)
 #: Default k of "precision among the k most suspicious reviewed rows".
 DEFAULT_TOP_K = 10
+#: The estimator of every error count and accuracy in the report (``act_math.ESTIMATORS``).
+REPORT_ESTIMATOR = "horvitz-thompson"
+#: Equal-width suspicion bins of the calibration table and reliability diagram.
+CALIBRATION_BINS = 10
+#: Points of the fitted calibration curve, evenly spaced on [0, 1].
+CURVE_POINTS = 21
 
 
 @dataclass(frozen=True)
@@ -48,10 +58,11 @@ class LabelBreakdown:
         Of these, rows where the human disagreed with the machine.
     error_rate : float or None
         ACT estimate of the share of wrong machine labels among this label's rows in the
-        estimate (see :class:`ReportFigures`): 1 − the domain's accuracy estimate,
-        (1/N_ℓ) Σ_{i: ŷ_i = ℓ} e_i δ_i/π_i. None when no such row was reviewed.
+        estimate (see :class:`ReportFigures`): T̂_ℓ / N_ℓ, with T̂_ℓ the
+        ``act_math.error_count_estimate`` of the label's rows (Horvitz–Thompson:
+        (1/N_ℓ) Σ_{i: ŷ_i = ℓ} e_i δ_i/π_i). None when no such row was reviewed.
     error_ci : tuple of float or None
-        Its interval at the report's confidence (same normal interval as the overall one).
+        Its interval at the report's confidence: the Fay–Feuer gamma bounds on T_ℓ, / N_ℓ.
     """
 
     label: str
@@ -60,6 +71,45 @@ class LabelBreakdown:
     reviewed_wrong: int
     error_rate: float | None
     error_ci: tuple[float, float] | None
+
+
+@dataclass(frozen=True)
+class CalibrationBin:
+    """One suspicion bin of the calibration table: what the critic expected, what review found.
+
+    Attributes
+    ----------
+    low, high : float
+        The bin [low, high) of ε̂ (the last bin includes 1).
+    rows : int
+        Rows of the estimate in the bin.
+    mean_suspicion : float or None
+        Their mean ε̂ (None when the bin is empty).
+    expected : float
+        Σ ε̂_i over the bin: the errors the critic's suspicion predicts, taken as P(wrong).
+    calibrated : float or None
+        Σ p̂_i, p̂ the cross-fitted calibrated P(wrong) (``act_math.cross_fitted_probabilities``).
+        None when nothing was reviewed.
+    reviewed : int
+        Rows of the bin a human reviewed (δ = 1).
+    found : int
+        Of these, wrong machine labels.
+    estimated : float or None
+        Horvitz–Thompson estimate of the bin's wrong labels, Σ δ e / π, with the interval
+        ``estimated_ci`` (Fay–Feuer gamma). None when no row of the bin was reviewed.
+    estimated_ci : tuple of float or None
+    """
+
+    low: float
+    high: float
+    rows: int
+    mean_suspicion: float | None
+    expected: float
+    calibrated: float | None
+    reviewed: int
+    found: int
+    estimated: float | None
+    estimated_ci: tuple[float, float] | None
 
 
 @dataclass(frozen=True)
@@ -114,14 +164,20 @@ class ReportFigures:
         expectation. None without a draw.
     human_share : float
         n_reviewed / N.
+    estimator : str
+        :data:`REPORT_ESTIMATOR`, the estimator of every error count below.
     accuracy : AccuracyEstimate or None
-        ACT (Horvitz–Thompson) estimate of the machine labels' accuracy over the N_est rows,
-        ``act_math.accuracy_estimate``: acc = (1/N_est) Σ_i [1 − e_i δ_i/π_i], interval
-        acc ± z √V̂ with V̂ = (1/N_est²) Σ_i δ_i e_i (1 − π_i)/π_i², clipped to [0, 1]. None when
-        no row of the estimate was reviewed (nothing to correct the machine with).
+        ACT estimate of the machine labels' accuracy over the N_est rows, 1 − T̂/N_est with
+        T̂ from ``act_math.error_count_estimate`` (Horvitz–Thompson: acc = (1/N_est) Σ_i
+        [1 − e_i δ_i/π_i]); interval 1 − [T_high, T_low]/N_est from Fay–Feuer's gamma bounds
+        on T, which keep their coverage when a few low-π reviews carry large weights (the
+        normal interval did not). None when no row of the estimate was reviewed (nothing to
+        correct the machine with).
     estimated_remaining_errors : float or None
         Wrong machine labels estimated to remain on unreviewed rows of the estimate:
-        Σ_i e_i δ_i/π_i − Σ_i e_i δ_i (estimated total errors minus those humans fixed).
+        T̂ − Σ_i e_i δ_i (estimated total errors minus those humans fixed).
+    remaining_errors_ci : tuple of float or None
+        Its interval, [T_low, T_high] − Σ_i e_i δ_i.
     naive_accuracy : float or None
         Share of reviewed rows whose machine label the human kept: 1 − n_reviewed_wrong /
         n_reviewed. BIASED when review targets suspicious rows (it then understates accuracy);
@@ -158,6 +214,11 @@ class ReportFigures:
         hand. None when the human label is free.
     per_label : tuple of LabelBreakdown
         By machine label, most frequent first.
+    calibration : tuple of CalibrationBin
+        :data:`CALIBRATION_BINS` equal-width bins of ε̂ over the rows of the estimate.
+    calibration_curve : tuple of (float, float)
+        (ε̂, calibrated P(wrong)) at :data:`CURVE_POINTS` points: ``act_math.calibrate_suspicion``
+        fitted on the reviewed rows of the estimate with weights 1/π. Empty when none.
     undefined : mapping of str to str
         For each attribute that is None, a plain-English reason.
     """
@@ -175,8 +236,10 @@ class ReportFigures:
     expected_reviews: float | None
     human_share: float
     confidence: float
+    estimator: str
     accuracy: AccuracyEstimate | None
     estimated_remaining_errors: float | None
+    remaining_errors_ci: tuple[float, float] | None
     naive_accuracy: float | None
     annotators: tuple[AnnotatorAgreement, ...]
     auroc: float | None
@@ -191,6 +254,8 @@ class ReportFigures:
     money_saved: float
     money_saved_share: float | None
     per_label: tuple[LabelBreakdown, ...]
+    calibration: tuple[CalibrationBin, ...]
+    calibration_curve: tuple[tuple[float, float], ...]
     undefined: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -269,7 +334,8 @@ def _compute(
     n_wrong = int(table.wrong[reviewed].sum())
     in_est = table.in_estimate
 
-    accuracy, remaining = _accuracy(table, in_est, confidence, undefined)
+    errors = _errors(table, in_est, confidence, undefined)
+    accuracy = None if errors is None else accuracy_from_errors(errors)
 
     naive = None
     if n_reviewed:
@@ -306,8 +372,10 @@ def _compute(
         expected_reviews=expected,
         human_share=n_reviewed / n,
         confidence=confidence,
+        estimator=REPORT_ESTIMATOR,
         accuracy=accuracy,
-        estimated_remaining_errors=remaining,
+        estimated_remaining_errors=None if errors is None else errors.remaining,
+        remaining_errors_ci=None if errors is None else errors.remaining_ci,
         naive_accuracy=naive,
         annotators=_annotators(table),
         labels_avoided=avoided,
@@ -317,35 +385,88 @@ def _compute(
         money_saved=saved,
         money_saved_share=saved_share,
         per_label=_per_label(table, in_est, confidence),
+        calibration=_calibration(table, in_est, confidence),
+        calibration_curve=_calibration_curve(table, in_est),
         undefined=undefined,
         **critic,
     )
 
 
-def _accuracy(
+def _error_count(
+    table: Table, domain: np.ndarray, confidence: float, method: str = REPORT_ESTIMATOR
+) -> ErrorCount:
+    """``act_math.error_count_estimate`` on the rows of ``domain`` (e_i is sync's
+    machine_correct, multi-label order included)."""
+    delta = table.delta[domain]
+    return error_count_estimate(
+        table.wrong[domain] & delta,
+        delta,
+        table.pi[domain],
+        suspicion=table.suspicion[domain],
+        method=method,
+        confidence=confidence,
+    )
+
+
+def _errors(
     table: Table, in_est: np.ndarray, confidence: float, undefined: dict[str, str]
-) -> tuple[AccuracyEstimate | None, float | None]:
-    delta = table.delta[in_est]
-    if not in_est.any() or not delta.any():
+) -> ErrorCount | None:
+    if not in_est.any() or not table.delta[in_est].any():
         if np.isnan(table.pi).all():
             reason = "no review draw yet (no row has an inclusion probability)"
         elif not in_est.any():
             reason = "every drawn row is still pending review"
         else:
             reason = "no drawn row has been reviewed yet"
-        undefined["accuracy"] = reason
-        undefined["estimated_remaining_errors"] = reason
-        return None, None
-    pi = table.pi[in_est]
-    wrong = table.wrong[in_est] & delta
-    # accuracy_estimate compares labels with !=; pass e_i itself so that what counts as
-    # "wrong" is sync's machine_correct (multi-label order included), not a re-comparison.
-    estimate = accuracy_estimate(
-        [False] * wrong.size, wrong.tolist(), delta, pi, confidence=confidence
-    )
-    found = float(wrong.sum())
-    total = float(np.sum(1.0 / pi[wrong]))
-    return estimate, total - found
+        for key in ("accuracy", "estimated_remaining_errors", "remaining_errors_ci"):
+            undefined[key] = reason
+        return None
+    return _error_count(table, in_est, confidence)
+
+
+def _calibration(table: Table, in_est: np.ndarray, confidence: float) -> tuple[CalibrationBin, ...]:
+    edges = np.linspace(0.0, 1.0, CALIBRATION_BINS + 1)
+    which = np.minimum(np.searchsorted(edges, table.suspicion, side="right") - 1, len(edges) - 2)
+    reviewed_any = bool(table.delta[in_est].any())
+    calibrated = np.full(table.suspicion.size, np.nan)
+    if reviewed_any:
+        calibrated[in_est] = cross_fitted_probabilities(
+            table.suspicion[in_est],
+            table.wrong[in_est] & table.delta[in_est],
+            table.delta[in_est],
+            table.pi[in_est],
+        )
+    bins = []
+    for b in range(CALIBRATION_BINS):
+        mine = in_est & (which == b)
+        rows = int(mine.sum())
+        estimated: ErrorCount | None = None
+        if table.delta[mine].any():
+            estimated = _error_count(table, mine, confidence, "horvitz-thompson")
+        bins.append(
+            CalibrationBin(
+                low=float(edges[b]),
+                high=float(edges[b + 1]),
+                rows=rows,
+                mean_suspicion=float(table.suspicion[mine].mean()) if rows else None,
+                expected=float(table.suspicion[mine].sum()),
+                calibrated=float(calibrated[mine].sum()) if reviewed_any else None,
+                reviewed=int(table.delta[mine].sum()),
+                found=int((table.delta & table.wrong)[mine].sum()),
+                estimated=None if estimated is None else estimated.estimate,
+                estimated_ci=None if estimated is None else (estimated.ci_low, estimated.ci_high),
+            )
+        )
+    return tuple(bins)
+
+
+def _calibration_curve(table: Table, in_est: np.ndarray) -> tuple[tuple[float, float], ...]:
+    fit = table.delta & in_est
+    if not fit.any():
+        return ()
+    calibrated = calibrate_suspicion(table.suspicion[fit], table.wrong[fit], 1.0 / table.pi[fit])
+    grid = np.linspace(0.0, 1.0, CURVE_POINTS)
+    return tuple(zip(grid.tolist(), calibrated(grid).tolist(), strict=True))
 
 
 def _critic(table: Table, top_k: int, undefined: dict[str, str]) -> dict[str, Any]:
@@ -413,16 +534,10 @@ def _per_label(table: Table, in_est: np.ndarray, confidence: float) -> tuple[Lab
         error_rate: float | None = None
         error_ci: tuple[float, float] | None = None
         if table.delta[domain].any():
-            delta = table.delta[domain]
-            wrong = table.wrong[domain] & delta
-            est = accuracy_estimate(
-                [False] * wrong.size,
-                wrong.tolist(),
-                delta,
-                table.pi[domain],
-                confidence=confidence,
-            )
-            error_rate, error_ci = 1.0 - est.estimate, (1.0 - est.ci_high, 1.0 - est.ci_low)
+            est = _error_count(table, domain, confidence)
+            size = int(domain.sum())
+            error_rate = est.estimate / size
+            error_ci = (est.ci_low / size, est.ci_high / size)
         result.append(
             LabelBreakdown(
                 label=label,

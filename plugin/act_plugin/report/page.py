@@ -17,6 +17,9 @@ CAPTIONS: Mapping[str, str] = {
     "budget": "Who labelled what: reviewed rows, pending draws and machine-only rows.",
     "suspicion": "Critic suspicion of every row, split by what review found.",
     "roc": "ROC curve of the critic on the reviewed rows (wrong label = positive).",
+    "calibration": "Reliability diagram: the error rate review found per suspicion bin "
+    "(weights 1/π, with its interval) against the suspicion, and the calibration fitted on "
+    "the reviewed rows.",
 }
 
 
@@ -62,11 +65,11 @@ def _caveats(fig: ReportFigures) -> list[str]:
             "an error there; a sampling floor (π ≥ π_min > 0) removes this assumption."
         )
     acc = fig.accuracy
-    if acc is not None and acc.stderr == 0.0 and fig.n_estimate > acc.n_reviewed:
+    if acc is not None and acc.ci_low == acc.ci_high and fig.n_estimate > acc.n_reviewed:
         notes.append(
-            "The accuracy interval has zero width: no wrong label was found among rows reviewed "
-            'with π &lt; 1, so the estimate shows no sampling error. Read it as "no evidence of '
-            'further errors among rarely drawn rows", not as certainty.'
+            "The accuracy interval has zero width: every row that could have been drawn with "
+            "0 &lt; π &lt; 1 was reviewed, so only rows with π = 0 are unknown, and the estimate "
+            "takes them as right."
         )
     if fig.n_reviewed and fig.auroc is not None:
         notes.append(
@@ -96,6 +99,13 @@ def _recall_ceiling(fig: ReportFigures, fraction: float) -> float:
     """The best recall a perfect ranking reaches in the top fraction: min(1, m / n_wrong)."""
     m = min(math.floor(fraction * fig.n_reviewed + 0.5), fig.n_reviewed)
     return min(1.0, m / max(fig.n_reviewed_wrong, 1))
+
+
+def _remaining_text(fig: ReportFigures) -> str:
+    if fig.remaining_errors_ci is None:
+        return num(fig.estimated_remaining_errors, 1)
+    low, high = fig.remaining_errors_ci
+    return f"{num(fig.estimated_remaining_errors, 1)} ({num(low, 1)} – {num(high, 1)})"
 
 
 def _figures_table(fig: ReportFigures) -> str:
@@ -129,9 +139,10 @@ def _figures_table(fig: ReportFigures) -> str:
             _or_reason(
                 fig,
                 "estimated_remaining_errors",
-                num(fig.estimated_remaining_errors, 1),
+                _remaining_text(fig),
             ),
-            "Wrong machine labels estimated to remain on rows no human reviewed.",
+            f"Wrong machine labels estimated to remain on rows no human reviewed ({level}% "
+            "confidence interval).",
         ),
         _row(
             "Naive accuracy (reviewed rows only, biased)",
@@ -228,6 +239,32 @@ def _per_label_table(fig: ReportFigures) -> str:
     return "<table class='grid'>" + head + "".join(body) + "</table>"
 
 
+def _calibration_table(fig: ReportFigures) -> str:
+    level = round(100 * fig.confidence)
+    head = (
+        "<tr><th>Suspicion ε̂</th><th>Rows</th><th>Reviewed</th><th>Wrong found</th>"
+        "<th>Critic expects (Σ ε̂)</th><th>Calibrated expects (Σ p̂)</th>"
+        f"<th>Estimated wrong ({level}% CI)</th></tr>"
+    )
+    body = []
+    for b in fig.calibration:
+        if not b.rows:
+            continue
+        if b.estimated is None or b.estimated_ci is None:
+            estimated = "<span class='undef'>no reviews</span>"
+        else:
+            low, high = b.estimated_ci
+            estimated = f"{num(b.estimated, 1)} ({num(low, 1)} – {num(high, 1)})"
+        calibrated = "—" if b.calibrated is None else num(b.calibrated, 1)
+        body.append(
+            f"<tr><td>{b.low:.1f} – {b.high:.1f}</td><td class='v'>{b.rows:,}</td>"
+            f"<td class='v'>{b.reviewed:,}</td><td class='v'>{b.found:,}</td>"
+            f"<td class='v'>{num(b.expected, 1)}</td><td class='v'>{calibrated}</td>"
+            f"<td class='v'>{estimated}</td></tr>"
+        )
+    return "<table class='grid'>" + head + "".join(body) + "</table>"
+
+
 def _annotator_table(fig: ReportFigures) -> str:
     if not fig.annotators:
         return "<p class='undef'>No reviews yet.</p>"
@@ -299,14 +336,22 @@ def render_page(fig: ReportFigures, title: str, images: Mapping[str, str]) -> st
 <div class="plots">{plots}</div>
 <h2>By machine label</h2>
 {_per_label_table(fig)}
+<h2>Critic calibration: expected vs found errors</h2>
+<p>Per suspicion bin: the wrong labels the critic's suspicion predicts if read as a
+probability, the same after calibration on the reviewed rows (cross-fitted: each row predicted
+by a fit on the other rows' reviews), and the wrong labels the review sample estimates
+(Σ δe/π). A well-calibrated critic has the three close.</p>
+{_calibration_table(fig)}
 <h2>By reviewer</h2>
 {_annotator_table(fig)}
 <h2>How to read this</h2>
 <ul class="howto">
 <li><b>ACT accuracy estimate</b> is the number to trust. Each reviewed row stands for 1/π rows
 (π = its chance of being drawn), so errors found among rarely-drawn rows count for many. It is
-unbiased when every row that could be wrong had π &gt; 0; the {level}% interval is a normal
-approximation, optimistic when few low-π rows were reviewed.</li>
+unbiased when every row that could be wrong had π &gt; 0. The {level}% interval is
+Fay–Feuer's gamma interval, built for sums of a few heavily weighted findings: it stays wide
+while few low-π rows were reviewed (an error there counts for 1/π rows), and it is never a
+point while some unreviewed row could still have been drawn.</li>
 <li><b>Naive accuracy</b> looks only at reviewed rows. Review targets the rows the critic
 suspects, so it is usually far below the true accuracy: do not quote it as the labels'
 quality.</li>

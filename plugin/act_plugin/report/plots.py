@@ -62,14 +62,24 @@ def _plot_suspicion(ax: Axes, table: Table) -> None:
     ax.legend(loc="best", fontsize="small", frameon=False)
 
 
-def _plot_roc(ax: Axes, table: Table, fig: ReportFigures) -> None:
-    ax.plot([0, 1], [0, 1], linestyle="--", color="#aaaaaa", linewidth=1, label="random")
+def _unit_square(ax: Axes, title: str, axes_labels: tuple[str, str], diagonal: str) -> None:
+    """[0, 1]² axes with a dashed diagonal (chance for ROC, perfect calibration)."""
+    ax.plot([0, 1], [0, 1], linestyle="--", color="#aaaaaa", linewidth=1, label=diagonal)
     ax.set_xlim(0.0, 1.0)
     ax.set_ylim(0.0, 1.0)
+    ax.set_xlabel(axes_labels[0])
+    ax.set_ylabel(axes_labels[1])
+    ax.set_title(title)
+
+
+def _plot_roc(ax: Axes, table: Table, fig: ReportFigures) -> None:
+    _unit_square(
+        ax,
+        "Critic ROC on the reviewed rows",
+        ("false-positive rate (right labels flagged)", "true-positive rate (wrong labels caught)"),
+        "random",
+    )
     ax.set_aspect("equal")
-    ax.set_xlabel("false-positive rate (right labels flagged)")
-    ax.set_ylabel("true-positive rate (wrong labels caught)")
-    ax.set_title("Critic ROC on the reviewed rows")
     if fig.auroc is None:
         reason = fig.undefined.get("auroc", "")
         ax.text(
@@ -201,6 +211,36 @@ def _plot_budget(ax: Axes, fig: ReportFigures) -> None:
     ax.legend(loc="upper center", ncol=2, fontsize="small", frameon=False)
 
 
+def _plot_calibration(ax: Axes, fig: ReportFigures) -> None:
+    _unit_square(
+        ax,
+        "Critic calibration (reliability)",
+        ("critic suspicion ε̂ (bin mean)", "share of wrong labels"),
+        "ε̂ = P(wrong)",
+    )
+    shown = [b for b in fig.calibration if b.estimated is not None and b.mean_suspicion]
+    if shown:
+        x = np.array([b.mean_suspicion for b in shown], dtype=float)
+        rate = np.array([b.estimated / b.rows for b in shown], dtype=float)
+        low = np.array([b.estimated_ci[0] / b.rows for b in shown if b.estimated_ci])
+        high = np.array([b.estimated_ci[1] / b.rows for b in shown if b.estimated_ci])
+        ax.errorbar(
+            x,
+            np.clip(rate, 0.0, 1.0),
+            yerr=[np.clip(rate - low, 0.0, None), np.clip(high - rate, 0.0, None)],
+            fmt="o",
+            color=_C_WRONG,
+            capsize=3,
+            label="found by review (weights 1/π)",
+        )
+    if fig.calibration_curve:
+        grid, curve = zip(*fig.calibration_curve, strict=True)
+        ax.plot(grid, curve, color=_C_ACT, linewidth=2, label="calibrated P(wrong)")
+    if not shown and not fig.calibration_curve:
+        _undefined_note(ax, 0.5, "no row has been reviewed yet")
+    ax.legend(loc="upper left", fontsize="small", frameon=False)
+
+
 def _new_figure(width: float, height: float) -> Figure:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -223,6 +263,8 @@ def _draw(name: str, ax: Axes, table: Table, fig: ReportFigures) -> None:
         _plot_budget(ax, fig)
     elif name == "suspicion":
         _plot_suspicion(ax, table)
+    elif name == "calibration":
+        _plot_calibration(ax, fig)
     else:
         _plot_roc(ax, table, fig)
 
@@ -233,6 +275,7 @@ PLOTS: dict[str, tuple[float, float]] = {
     "budget": (6.0, 3.4),
     "suspicion": (6.0, 4.2),
     "roc": (6.0, 4.2),
+    "calibration": (6.0, 4.2),
 }
 
 
@@ -244,10 +287,11 @@ def plot_png(name: str, table: Table, fig: ReportFigures) -> bytes:
 
 
 def summary_png(table: Table, fig: ReportFigures, *, title: str) -> bytes:
-    """Every plot on one page (accuracy and budget above, suspicion and ROC below), as PNG."""
-    summary = _new_figure(13.0, 8.5)
+    """Every plot on one page (accuracy and budget, suspicion and ROC, calibration), as PNG."""
+    summary = _new_figure(13.0, 12.5)
     axes = summary.subplot_mosaic(
-        [["accuracy", "budget"], ["suspicion", "roc"]], height_ratios=[1.0, 1.5]
+        [["accuracy", "budget"], ["suspicion", "roc"], ["calibration", "."]],
+        height_ratios=[1.0, 1.5, 1.5],
     )
     for name in PLOTS:
         _draw(name, axes[name], table, fig)
