@@ -429,7 +429,12 @@ def sync(
     table.add_row("rows (tasks with an ACT prediction)", str(result.n_rows))
     table.add_row("reviewed by a human", str(result.n_reviewed))
     table.add_row("in the review sample", str(result.n_in_sample))
-    table.add_row("drawn, not reviewed yet", str(result.n_pending))
+    table.add_row(
+        "drawn, not reviewed yet (pending)",
+        f"{result.n_pending} (flagged `pending`, weight 0 until reviewed)"
+        if result.n_pending
+        else "0",
+    )
     table.add_row("reviewed outside the sample (π = 1)", str(result.n_outside_sample))
     table.add_row(
         "tasks fetched", f"{result.fetched} ({'incremental' if result.incremental else 'full'})"

@@ -97,7 +97,13 @@ def test_rows_and_weights_match_an_independent_computation(
     rows = jsonl_rows(tmp_path)
     assert [r["task_id"] for r in rows] == ids and all(list(r) == sorted(COLUMNS) for r in rows)
     assert result.problems == []
-    metas = {t: task["meta"]["act"] for t, task in read_tasks(ls_client, project_id).items()}
+    tasks = read_tasks(ls_client, project_id)
+    metas = {t: task["meta"].get("act") for t, task in tasks.items()}
+    assert [t for t in ids if metas[t]] == list(draw.task_ids)  # only drawn tasks carry one
+    eps = {t: tasks[t]["predictions"][0]["mislabeling"] for t in ids}
+    params = DrawParams(**DRAW, beta=10.0, seed=draw.seed, model_version=MODEL_VERSION)
+    pi_all, delta_all = compute_draw([eps[t] for t in ids], params)
+    expected = {t: (float(p), bool(d)) for t, p, d in zip(ids, pi_all, delta_all, strict=True)}
     human = {
         agree: machine[agree],
         disagree: flip[machine[disagree]],
@@ -106,7 +112,7 @@ def test_rows_and_weights_match_an_independent_computation(
     }
     for row in rows:
         t = row["task_id"]
-        pi, drawn = metas[t]["pi"], metas[t]["delta"] == 1
+        pi, drawn = expected[t]
         reviewed = t in human
         in_sample, out_sample = drawn, reviewed and not drawn
         delta = 1 if reviewed else 0
@@ -118,10 +124,11 @@ def test_rows_and_weights_match_an_independent_computation(
             reviewed, in_sample, out_sample, in_sample and not reviewed,
         )  # fmt: skip
         assert (row["pi"], row["delta"], row["draw_id"]) == (pi, delta, draw.draw_id)
-        assert row["weight_human"] == pytest.approx(delta / pi_used)
-        assert row["weight_machine"] == pytest.approx(LAM * (1 - delta / pi_used))
+        kept = 0.0 if row["pending"] else 1.0  # pending rows weigh nothing until reviewed
+        assert row["weight_human"] == pytest.approx(kept * delta / pi_used)
+        assert row["weight_machine"] == pytest.approx(kept * LAM * (1 - delta / pi_used))
         assert row["machine_correct"] == ((human[t] == machine[t]) if reviewed else None)
-        assert row["suspicion"] == pytest.approx(metas[t]["suspicion"])
+        assert row["suspicion"] == pytest.approx(eps[t])
         assert row["model_version"] == MODEL_VERSION
         assert (row["annotator"] is not None) == reviewed == (row["annotation_id"] is not None)
     by_id = {r["task_id"]: r for r in rows}
@@ -224,6 +231,33 @@ def test_a_deleted_task_is_absent_and_its_draw_reported(drawn_project, ls_client
     assert problem.task_id is None and f"covered {N_TASKS} tasks but only {N_TASKS - 1}" in (
         problem.reason
     )
+
+
+@pytest.mark.e2e
+def test_suspicions_changed_after_the_draw_are_a_problem_not_a_guess(
+    drawn_project, ls_client, label_studio, tmp_path
+):
+    project_id, ids, _, draw = drawn_project
+    before = {r["task_id"]: r for r in jsonl_rows_of(ls_client, project_id, tmp_path / "a")}
+    assert all(r["pi"] is not None for r in before.values())  # recomputed for every row
+    undrawn = next(t for t in ids if t not in draw.task_ids)
+    write_act_predictions(ls_client, {undrawn: 0.99})  # a newer ACT prediction
+
+    result = sync_training_set(label_studio.client(), project_id, tmp_path / "b")
+
+    rows = {r["task_id"]: r for r in jsonl_rows(tmp_path / "b")}
+    (problem,) = result.problems
+    assert problem.task_id is None and "fingerprint differs" in problem.reason
+    for t in ids:  # drawn rows keep their stored π; the others' π is unknown, weights are not
+        expected = before[t]["pi"] if t in draw.task_ids else None
+        assert (rows[t]["pi"], rows[t]["in_sample"]) == (expected, t in draw.task_ids)
+        assert rows[t]["weight_machine"] == before[t]["weight_machine"]
+        assert rows[t]["draw_id"] == draw.draw_id  # the view still says which tasks it covered
+
+
+def jsonl_rows_of(client, project_id: int, out: Path) -> list[dict]:
+    sync_training_set(client, project_id, out, formats=["jsonl"])
+    return jsonl_rows(out)
 
 
 @pytest.mark.e2e

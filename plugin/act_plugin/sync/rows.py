@@ -230,7 +230,13 @@ def _draw_problems(
 
 
 def _add_weights(rows: list[dict[str, Any]], lam: float) -> None:
-    """Fill weight_machine = λ(1 − δ/π) and weight_human = δ/π (π = 1 outside the sample)."""
+    """Fill weight_machine = λ(1 − δ/π) and weight_human = δ/π (π = 1 outside the sample).
+
+    Pending rows (drawn, not reviewed yet: their δ is 1 but no human label exists) get both
+    weights 0: read with δ = 0 they would put the machine label at weight λ on exactly the rows
+    chosen for review, and take away the 1/π weight their review will carry. They stay flagged
+    (``pending``) and re-enter with their weights once reviewed.
+    """
     if not rows:
         return
     delta = np.array([row["delta"] for row in rows], dtype=float)
@@ -239,8 +245,9 @@ def _add_weights(rows: list[dict[str, Any]], lam: float) -> None:
     )
     machine, human = act_weights(delta, pi, lam=lam)
     for row, w_m, w_h in zip(rows, machine, human, strict=True):
-        row["weight_machine"] = float(w_m) + 0.0  # + 0.0 turns −0.0 into 0.0
-        row["weight_human"] = float(w_h) + 0.0
+        kept = 0.0 if row["pending"] else 1.0
+        row["weight_machine"] = kept * float(w_m) + 0.0  # + 0.0 turns −0.0 into 0.0
+        row["weight_human"] = kept * float(w_h) + 0.0
 
 
 def _normalized(value: Any) -> Any:
