@@ -112,11 +112,15 @@ def backend_env(base_url: str, cache_dir: Path, **extra: str) -> dict[str, str]:
 
 
 @contextmanager
-def backend(base_url: str, concurrency: int, cache_dir: Path):
+def backend(base_url: str, concurrency: int | None, cache_dir: Path, **extra: str):
+    """``ls-act serve`` on the stub at ``base_url`` with ``extra`` settings (environment);
+    ``concurrency`` None keeps the default."""
     port = free_port()
     argv = [sys.executable, "-c", "from act_plugin.cli import app; app()"]
     argv += ["serve", "--host", "127.0.0.1", "--port", str(port)]
-    env = backend_env(base_url, cache_dir, ACT_CONCURRENCY=str(concurrency))
+    if concurrency is not None:
+        extra["ACT_CONCURRENCY"] = str(concurrency)
+    env = backend_env(base_url, cache_dir, **extra)
     with serving(argv, env, f"http://127.0.0.1:{port}") as url:
         yield url
 

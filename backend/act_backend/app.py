@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -78,6 +79,7 @@ class Service:
             "notice": s.offline_notice(),
             "stats": self.predictor.stats.snapshot(),
             "webhooks": self.webhooks.counts(),
+            "predict_deadline": s.predict_deadline,
         }
 
     def close(self) -> None:
@@ -137,6 +139,8 @@ def setup() -> Any:
 
 @routes.post("/predict")
 def predict() -> Any:
+    """Predictions for Label Studio's tasks, answered by the deadline (``predict_deadline``)."""
+    started = time.monotonic()
     body = _json_body()
     tasks = body.get("tasks")
     if not isinstance(tasks, list) or not tasks:
@@ -149,7 +153,12 @@ def predict() -> Any:
         spec = service.spec(label_config)
     except UnsupportedConfig as exc:
         return _error(422, f"cannot serve this labeling config: {exc}")
-    outcomes = service.predictor.predict(tasks, spec, service.credentials_for(body.get("project")))
+    outcomes = service.predictor.predict(
+        tasks,
+        spec,
+        service.credentials_for(body.get("project")),
+        deadline=started + service.settings.predict_deadline,
+    )
     results = [to_prediction(o, spec, service.model_version) for o in outcomes]
     errors = [
         {"task": o.task_id, "kind": o.error.kind, "message": o.error.message}

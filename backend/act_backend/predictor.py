@@ -2,7 +2,9 @@
 
 Data flows one way per task: task → item (texts, fetched media) → annotator → critic → outcome.
 Tasks run in parallel on a pool bounded by ``concurrency``; a task that fails yields an outcome
-with an error (and no prediction), never a failed batch or a made-up label.
+with an error (and no prediction), never a failed batch or a made-up label. A batch may have a
+deadline: tasks not finished by then yield an error of kind ``deadline``, and what they still
+compute afterwards reaches the answer cache, never the batch's answer.
 """
 
 from __future__ import annotations
@@ -29,6 +31,12 @@ from .settings import Settings
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+DEADLINE_KIND = "deadline"
+DEADLINE_MESSAGE = (
+    "not finished before the /predict deadline (ACT_PREDICT_DEADLINE, kept below Label "
+    "Studio's ML_TIMEOUT_PREDICT); retrieve predictions again: answers that arrive later are "
+    "cached"
+)
 
 
 @dataclass(frozen=True)
@@ -74,6 +82,11 @@ class Stats:
                 self.errors[outcome.error.kind] += 1
             self.usage = self.usage + outcome.usage
 
+    def spent(self, usage: Usage) -> None:
+        """LLM calls of a task whose outcome came too late to be delivered."""
+        with self._lock:
+            self.usage = self.usage + usage
+
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
             return {
@@ -114,20 +127,26 @@ class Predictor:
         tasks: Sequence[Any],
         spec: LabelingSpec,
         credentials: Credentials = Credentials(),
+        *,
+        deadline: float | None = None,
     ) -> list[Outcome]:
-        """One outcome per task, in the order given."""
+        """One outcome per task, in the order given.
+
+        ``deadline`` (a ``time.monotonic()`` instant) bounds the wait: a task not finished by
+        then gets a ``deadline`` error; one not started yet never starts.
+        """
         started = time.perf_counter()
         if isinstance(self.critic, BatchCritic):
-            outcomes = self._predict_batch_critic(tasks, spec, credentials)
+            outcomes = self._predict_batch_critic(tasks, spec, credentials, deadline)
         else:
-            outcomes = list(self._pool.map(lambda t: self._one(t, spec, credentials), tasks))
-        failed = sum(not o.ok for o in outcomes)
-        log.info(
-            "predicted %d tasks in %.2fs (%d failed)",
-            len(outcomes),
-            time.perf_counter() - started,
-            failed,
-        )
+            futures = [self._pool.submit(self._one, t, spec, credentials) for t in tasks]
+            outcomes = [
+                _late(task) if outcome is None else outcome
+                for task, outcome in zip(tasks, self._collect(futures, deadline), strict=True)
+            ]
+        for outcome in outcomes:
+            self.stats.record(outcome)
+        self._log_batch(outcomes, time.perf_counter() - started)
         return outcomes
 
     def predict_iter(
@@ -140,12 +159,13 @@ class Predictor:
     ) -> Iterator[Outcome]:
         """Outcomes as they complete (any order), keeping at most ``window`` tasks in flight.
 
-        For bulk runs over whole projects: memory stays bounded, and a consumer that stops
-        early (Ctrl-C) leaves no more than ``window`` tasks started. A batch critic needs the
-        whole batch, so with one the outcomes come after all tasks are annotated.
+        For bulk runs over whole projects: memory stays bounded, there is no deadline, and a
+        consumer that stops early (Ctrl-C) leaves no more than ``window`` tasks started. A
+        batch critic needs the whole batch, so with one the outcomes come after all tasks are
+        annotated.
         """
         if isinstance(self.critic, BatchCritic):
-            yield from self._predict_batch_critic(list(tasks), spec, credentials)
+            yield from self._delivered(self._predict_batch_critic(list(tasks), spec, credentials))
             return
         window = window or 4 * self.concurrency
         pending: set[Future[Outcome]] = set()
@@ -154,13 +174,41 @@ class Predictor:
                 pending.add(self._pool.submit(self._one, task, spec, credentials))
                 if len(pending) >= window:
                     done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                    yield from (f.result() for f in done)
+                    yield from self._delivered(f.result() for f in done)
             while pending:
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                yield from (f.result() for f in done)
+                yield from self._delivered(f.result() for f in done)
         finally:
             for future in pending:
                 future.cancel()
+
+    def _delivered(self, outcomes: Iterable[Outcome]) -> Iterator[Outcome]:
+        for outcome in outcomes:
+            self.stats.record(outcome)
+            yield outcome
+
+    def _collect(self, futures: list[Future[T]], deadline: float | None) -> list[T | None]:
+        """The futures' results in order, None for those not done by ``deadline``: these are
+        cancelled if not started, else left to finish (their calls still count in the stats)."""
+        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+        done, late = wait(futures, timeout=timeout)
+        for future in late:
+            if not future.cancel():
+                future.add_done_callback(self._count_late)
+        return [f.result() if f in done else None for f in futures]
+
+    def _count_late(self, future: Future[Any]) -> None:
+        if future.cancelled() or future.exception() is not None:
+            return
+        result = future.result()
+        self.stats.spent(result.usage if isinstance(result, Outcome) else result[2])
+
+    def _log_batch(self, outcomes: Sequence[Outcome], seconds: float) -> None:
+        failed = sum(not o.ok for o in outcomes)
+        late = sum(o.error is not None and o.error.kind == DEADLINE_KIND for o in outcomes)
+        log.info("predicted %d tasks in %.2fs (%d failed)", len(outcomes), seconds, failed)
+        if late:
+            log.warning("deadline: %d of %d tasks not finished in time", late, len(outcomes))
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -177,9 +225,18 @@ class Predictor:
         )
 
     def _predict_batch_critic(
-        self, tasks: Sequence[Any], spec: LabelingSpec, credentials: Credentials
+        self,
+        tasks: Sequence[Any],
+        spec: LabelingSpec,
+        credentials: Credentials,
+        deadline: float | None = None,
     ) -> list[Outcome]:
-        annotated = list(self._pool.map(lambda t: self._annotate(t, spec, credentials), tasks))
+        """Annotate in parallel (up to ``deadline``), then criticize the annotated in one go."""
+        futures = [self._pool.submit(self._annotate, t, spec, credentials) for t in tasks]
+        annotated = [
+            _late(task) if a is None else a
+            for task, a in zip(tasks, self._collect(futures, deadline), strict=True)
+        ]
         ready = [a for a in annotated if not isinstance(a, Outcome)]
         verdicts = self.critic.criticize_batch(  # type: ignore[union-attr]
             [a[0] for a in ready], spec, [a[1] for a in ready]
@@ -219,22 +276,18 @@ class Predictor:
         verdict: tuple[Critique, Usage],
     ) -> Outcome:
         critique, critic_usage = verdict
-        outcome = Outcome(
+        return Outcome(
             task_id=item.task_id,
             label=label,
             suspicion=critique.suspicion,
             rationale=critique.rationale,
             usage=usage + critic_usage,
         )
-        self.stats.record(outcome)
-        return outcome
 
     def _failed(self, task_id: Any, error: TaskError, *, spent: Usage | None = None) -> Outcome:
         """A failed outcome; it still counts the LLM calls made before the failure."""
         log.warning("task %s: %s", task_id, error)
-        outcome = Outcome(task_id=task_id, error=error, usage=(spent or Usage()) + error.usage)
-        self.stats.record(outcome)
-        return outcome
+        return Outcome(task_id=task_id, error=error, usage=(spent or Usage()) + error.usage)
 
     def _guarded(
         self, task_id: Any, run: Callable[[], T], *, spent: Usage | None = None
@@ -247,6 +300,12 @@ class Predictor:
         except Exception as exc:  # one task's bug must not fail the batch
             log.exception("task %s: unexpected error", task_id)
             return self._failed(task_id, TaskError("internal", type(exc).__name__), spent=spent)
+
+
+def _late(task: Any) -> Outcome:
+    """The outcome of a task not finished by the deadline."""
+    task_id = task.get("id") if isinstance(task, dict) else None
+    return Outcome(task_id=task_id, error=TaskError(DEADLINE_KIND, DEADLINE_MESSAGE))
 
 
 def build_predictor(settings: Settings) -> Predictor:

@@ -33,6 +33,8 @@ def serve(
         host,
         port,
     )
+    if settings.deadline_notice():
+        log.warning("%s", settings.deadline_notice())
     app = create_app(settings)
     if dev:
         _serve_dev(app, host, port)

@@ -40,6 +40,10 @@ DEFAULT_CRITIC_MODEL = "gpt-4o-mini"
 OFFLINE_ENGINE = "embedding"
 OFFLINE_MODEL = "all-MiniLM-L6-v2"
 OFFLINE_CRITIC_STRATEGY = served_by(OFFLINE_ENGINE)[0]
+#: Label Studio 1.23 abandons a /predict after ML_TIMEOUT_PREDICT seconds (default 100).
+LABEL_STUDIO_ML_TIMEOUT = 100.0
+#: The backend answers /predict by then (reading the body and sending the answer fit the rest).
+DEFAULT_PREDICT_DEADLINE = LABEL_STUDIO_ML_TIMEOUT - 10.0
 
 
 class SettingsError(ValueError):
@@ -64,8 +68,9 @@ class EngineSettings(_Model):
     api_key: SecretStr | None = None
     temperature: float = Field(0.0, ge=0.0, le=2.0)
     max_tokens: int = Field(1024, ge=1)
-    timeout: float = Field(60.0, gt=0)
-    max_retries: int = Field(4, ge=0, le=20)
+    # 4 attempts of 20 s + backoff = 83.5 s: one call with every retry fits the /predict deadline.
+    timeout: float = Field(20.0, gt=0)
+    max_retries: int = Field(3, ge=0, le=20)
     structured_output: StructuredOutput = "auto"
     device: str = "auto"
     batch_size: int = Field(8, ge=1, le=1024)
@@ -75,6 +80,14 @@ class EngineSettings(_Model):
         if self.engine != "openai":
             return f"local ({self.engine})"
         return self.base_url or "https://api.openai.com/v1"
+
+    def worst_case_seconds(self) -> float:
+        """How long one call can take when every attempt times out: attempts × timeout + the
+        backoff between them (``act_backend.retry``; a server's Retry-After comes on top)."""
+        from .retry import BACKOFF_FIRST, BACKOFF_MAX  # imports openai: only when asked
+
+        backoff = sum(min(BACKOFF_FIRST * 2**n, BACKOFF_MAX) for n in range(self.max_retries))
+        return (self.max_retries + 1) * self.timeout + backoff
 
 
 class CriticSettings(EngineSettings):
@@ -106,7 +119,8 @@ class Settings(_Model):
     )
     annotator_reasoning: bool | None = None
     prompts_dir: Path | None = None
-    concurrency: int = Field(32, ge=1, le=512)
+    concurrency: int = Field(128, ge=1, le=512)
+    predict_deadline: float = Field(DEFAULT_PREDICT_DEADLINE, gt=0)
     cache: bool = True
     cache_dir: Path = Field(default_factory=lambda: _default_cache_dir(os.environ))
     label_studio_url: str | None = None
@@ -159,6 +173,21 @@ class Settings(_Model):
             )
         return None
 
+    def deadline_notice(self) -> str | None:
+        """A warning when one LLM call with its retries can outlive the /predict deadline."""
+        for name in ("annotator", "critic"):
+            role: EngineSettings = getattr(self, name)
+            worst = role.worst_case_seconds()
+            if role.engine == "openai" and worst > self.predict_deadline:
+                env = f"ACT_{name.upper()}"
+                return (
+                    f"{name}: one call with its retries can take {worst:.0f} s ({env}_TIMEOUT "
+                    f"{role.timeout:g} s x {role.max_retries + 1} attempts + backoff), more than "
+                    f"the /predict deadline of {self.predict_deadline:g} s (ACT_PREDICT_DEADLINE); "
+                    f"lower {env}_TIMEOUT or {env}_MAX_RETRIES"
+                )
+        return None
+
     @property
     def offline_default(self) -> bool:
         """Both roles run offline: what an empty configuration gives (see ``load_settings``)."""
@@ -197,6 +226,7 @@ ENV_VARS: dict[str, str] = {
     "ACT_ANNOTATOR_REASONING": "annotator_reasoning",
     "ACT_PROMPTS_DIR": "prompts_dir",
     "ACT_CONCURRENCY": "concurrency",
+    "ACT_PREDICT_DEADLINE": "predict_deadline",
     "ACT_CACHE": "cache",
     "ACT_CACHE_DIR": "cache_dir",
     "LABEL_STUDIO_URL": "label_studio_url",
