@@ -20,6 +20,7 @@ from .access import CHALLENGE, UNAUTHORIZED_MESSAGE, basic_auth_ok
 from .domain import TaskError, Usage
 from .labeling import LabelingSpec, UnsupportedConfig, parse_label_config
 from .predictor import Credentials, Predictor, build_predictor, to_prediction
+from .redaction import redact, redact_data, remember, remember_settings
 from .settings import Settings
 from .webhook import WebhookRecorder
 
@@ -41,6 +42,7 @@ class Service:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def remember_setup(self, project: str, url: str | None, token: str | None) -> None:
+        remember(token)  # masked in every message from now on
         with self._lock:
             self._credentials[_project_id(project)] = Credentials(url, token)
 
@@ -58,8 +60,9 @@ class Service:
         return spec
 
     def describe(self) -> dict[str, Any]:
+        """What GET /health shows: engines, endpoints (no credentials), counters."""
         s = self.settings
-        return {
+        health = {
             "status": "UP",
             "model_class": "ACT",
             "version": __version__,
@@ -81,6 +84,7 @@ class Service:
             "webhooks": self.webhooks.counts(),
             "predict_deadline": s.predict_deadline,
         }
+        return redact_data(health)
 
     def close(self) -> None:
         self.predictor.close()
@@ -89,6 +93,7 @@ class Service:
 
 def build_service(settings: Settings) -> Service:
     """Wire the prediction pipeline and the webhook recorder from settings."""
+    remember_settings(settings)
     return Service(
         settings=settings,
         predictor=build_predictor(settings),
@@ -161,7 +166,7 @@ def predict() -> Any:
     )
     results = [to_prediction(o, spec, service.model_version) for o in outcomes]
     errors = [
-        {"task": o.task_id, "kind": o.error.kind, "message": o.error.message}
+        {"task": o.task_id, "kind": o.error.kind, "message": redact(o.error.message)}
         for o in outcomes
         if o.error is not None
     ]

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
+from .media.urls import redact_url
 from .strategies import STRATEGIES, Strategy, get_strategy, served_by, strategy_problem
 
 if sys.version_info >= (3, 11):
@@ -79,7 +80,7 @@ class EngineSettings(_Model):
         """Where this role's calls go, without credentials (safe to show)."""
         if self.engine != "openai":
             return f"local ({self.engine})"
-        return self.base_url or "https://api.openai.com/v1"
+        return redact_url(self.base_url) if self.base_url else "https://api.openai.com/v1"
 
     def worst_case_seconds(self) -> float:
         """How long one call can take when every attempt times out: attempts × timeout + the

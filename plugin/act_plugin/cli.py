@@ -26,6 +26,14 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from act_backend.media import redact_url
+from act_backend.redaction import (
+    install_log_redaction,
+    redact,
+    redact_data,
+    remember,
+    remember_settings,
+)
 from act_backend.settings import Settings, SettingsError, load_settings
 from act_plugin.scale.cli import scale_app
 
@@ -60,7 +68,13 @@ DEFAULT_LS_URL = "http://localhost:8080"
 DEFAULT_DEMO_DIR = Path.home() / ".local" / "share" / "label-studio-act" / "demo"
 
 
+def _error(message: object) -> None:
+    """An error line on stderr, with every known secret masked."""
+    err.print(f"[red]error:[/] {redact(str(message))}")
+
+
 def _label_studio(url: str, api_key: str) -> LabelStudio:
+    remember(api_key)
     if not api_key:
         err.print("[red]error:[/] give --api-key or set LABEL_STUDIO_API_KEY")
         raise typer.Exit(2)
@@ -69,10 +83,12 @@ def _label_studio(url: str, api_key: str) -> LabelStudio:
 
 def _settings(config: Path | None, **overrides: object) -> Settings:
     try:
-        return load_settings(config, overrides=overrides)
+        settings = load_settings(config, overrides=overrides)
     except SettingsError as exc:
-        err.print(f"[red]error:[/] {exc}")
+        _error(exc)
         raise typer.Exit(2) from None
+    remember_settings(settings)
+    return settings
 
 
 def _connect(
@@ -83,13 +99,14 @@ def _connect(
     model_version: str | None = None,
 ) -> Any:
     """Connect the backend under the model_version it reports (or the one given)."""
+    remember(auth[1] if auth else None)
     from act_plugin.connect import ConnectError, backend_model_version, connect_backend
 
     try:
         version = model_version or backend_model_version(backend_url, basic_auth=auth)
         return connect_backend(client, project, backend_url, model_version=version, basic_auth=auth)
     except ConnectError as exc:
-        err.print(f"[red]error:[/] {exc}")
+        _error(exc)
         raise typer.Exit(1) from None
 
 
@@ -108,16 +125,16 @@ def _check_engines(settings: Settings) -> None:
     try:
         build_predictor(settings).close()
     except (SettingsError, ValueError) as exc:
-        err.print(f"[red]error:[/] {exc}")
+        _error(exc)
         raise typer.Exit(2) from None
 
 
 def _setup_logging(level: str) -> None:
+    """Log to stderr, every line redacted (:mod:`act_backend.redaction`)."""
+    handler = RichHandler(console=err, show_path=False, rich_tracebacks=False)
+    install_log_redaction(handler)
     logging.basicConfig(
-        level=level.upper(),
-        format="%(name)s: %(message)s",
-        handlers=[RichHandler(console=err, show_path=False, rich_tracebacks=False)],
-        force=True,
+        level=level.upper(), format="%(name)s: %(message)s", handlers=[handler], force=True
     )
     # The HTTP clients and the demo's request log write a line per request at INFO; keep them
     # quiet (and credential-free). Model loading shows no progress bars of its own.
@@ -202,7 +219,7 @@ def setup(
     try:
         view_id = ensure_suspicious_view(client, project)
     except ReviewError as exc:
-        err.print(f"[red]error:[/] {exc}")
+        _error(exc)
         raise typer.Exit(1) from None
     base = label_studio_url.rstrip("/")
     table = _kv_table(f"project {project} is wired for ACT")
@@ -267,7 +284,7 @@ def annotate(
                 on_task=lambda outcome: progress.advance(bar),
             )
         except AnnotateError as exc:
-            err.print(f"[red]error:[/] {exc}")
+            _error(exc)
             raise typer.Exit(1) from None
         finally:
             predictor.close()
@@ -314,7 +331,7 @@ def _print_annotate_summary(result: Any) -> None:
     )
     table.add_row("time", f"{result.seconds:.1f} s")
     for kind, count in result.errors.most_common():
-        table.add_row(f"[red]error {kind}[/]", f"{count}, e.g. {result.examples[kind]}")
+        table.add_row(f"[red]error {kind}[/]", f"{count}, e.g. {redact(result.examples[kind])}")
     if result.interrupted:
         table.add_row("[yellow]interrupted[/]", "run again to continue where it stopped")
     err.print(table)
@@ -360,7 +377,7 @@ def review(
                 on_progress=_stage_progress(progress, bar),
             )
         except ReviewError as exc:
-            err.print(f"[red]error:[/] {exc}")
+            _error(exc)
             raise typer.Exit(1) from None
     table = _kv_table(f"review sample {draw.draw_id}")
     table.add_row(
@@ -423,7 +440,7 @@ def sync(
                 on_progress=_stage_progress(progress, bar),
             )
         except SyncError as exc:
-            err.print(f"[red]error:[/] {exc}")
+            _error(exc)
             raise typer.Exit(1) from None
     table = _kv_table(f"training set of project {project}")
     table.add_row("rows (tasks with an ACT prediction)", str(result.n_rows))
@@ -473,7 +490,7 @@ def report(
     try:
         figures = compute_report(rows, cost_per_human_label=cost_per_label, llm_cost=llm_cost)
     except ValueError as exc:
-        err.print(f"[red]error:[/] {exc}")
+        _error(exc)
         raise typer.Exit(1) from None
     paths = write_report(figures, rows, out or training_set, title=title)
     est = figures.as_dict()
@@ -540,11 +557,14 @@ def _engine_line(settings: Settings) -> str:
 
 @app.command("config")
 def show_config(config: ConfigOption = None) -> None:
-    """Print the settings in effect (secrets masked) as JSON."""
+    """Print the settings in effect (secrets and URL credentials masked) as JSON."""
     settings = _settings(config)
     data = json.loads(settings.model_dump_json())
+    for role in ("annotator", "critic"):
+        if data[role]["base_url"]:
+            data[role]["base_url"] = redact_url(data[role]["base_url"])
     data["model_version"] = settings.resolved_model_version
-    typer.echo(json.dumps(data, indent=2))
+    typer.echo(json.dumps(redact_data(data), indent=2))
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -16,7 +17,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from act_backend.testing.openai_server import OpenAIStubServer
+from act_backend.testing.openai_server import OpenAIStubServer, Reply
+from tests.support.configs import TEXT_SINGLE
 from tests.support.fixtures import fixture
 from tests.support.llm import ScriptedLLM
 
@@ -119,6 +121,24 @@ def test_serve_with_only_openai_variables(llm, tmp_path, mode):
     log = (tmp_path / "serve.log").read_text()
     assert "sk-serve-secret" not in log
     assert (tmp_path / "xdg" / "label-studio-act" / "llm-cache.sqlite3").exists()
+
+
+def test_the_log_and_health_never_show_a_key_the_endpoint_echoes(llm, tmp_path):
+    key, url_password = "sk-echoed-7f3a9c1e", "url-pw-52b0d6"
+    llm.set_responder(lambda req: Reply(status=401, content=f"Incorrect API key: {key}"))
+    base_url = llm.base_url.replace("://", f"://user:{url_password}@")
+    env = _env(llm, tmp_path, OPENAI_API_KEY=key, OPENAI_BASE_URL=base_url, ACT_LOG_LEVEL="DEBUG")
+    proc, url = _start([], env, tmp_path / "serve.log")
+    try:
+        body = {"tasks": [{"id": 1, "data": {"text": "x"}}], "label_config": TEXT_SINGLE}
+        reply = requests.post(url + "/predict", json=body, timeout=30).json()
+        health = requests.get(url + "/health", timeout=5).text
+    finally:
+        _stop(proc)
+    log = (tmp_path / "serve.log").read_text()
+    assert reply["errors"][0]["kind"] == "llm_auth" and "Incorrect API key: ***" in log
+    for shown in (log, health, json.dumps(reply)):
+        assert key not in shown and url_password not in shown
 
 
 def test_basic_auth_guards_every_route(llm, tmp_path):
