@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 from label_studio_sdk import LabelStudio
 
+from act_backend import records
 from act_backend.domain import MachineLabel
 from act_backend.labeling import LabelingSpec, parse_label_config
 from act_backend.records import DRAW_FIELDS, encode_prediction, review_record
@@ -52,6 +53,7 @@ __all__ = [
     "REVIEW",
     "ImportResult",
     "draw_dataset",
+    "draw_fields",
     "draw_params",
     "import_sample",
     "shard_title",
@@ -63,6 +65,7 @@ PROJECTS_FILE = "projects.json"
 DEFAULT_SHARD_SIZE = 100_000
 DEFAULT_CHUNK_SIZE = 500
 _SEED_BITS = 32
+_TITLE_LENGTH = 50  # Project.title max_length in Label Studio 1.23
 #: ``on_progress(stage, done, total)``: stage "draw" (blocks) or "import" (drawn tasks).
 Progress = Callable[[str, int, int], None]
 
@@ -102,15 +105,23 @@ def draw_dataset(
     rows, suspicion = _suspicions(store)
     if store.exists(REVIEW, DRAW_FILE) and not redraw:
         draw = store.read_json(REVIEW, DRAW_FILE)
+        pi, delta = compute_draw(suspicion, _params(draw))
     else:
-        draw = _new_draw(replace(params, model_version=manifest["model_version"]), len(rows))
+        params = replace(params, model_version=manifest["model_version"])
+        _check_budget(params, len(rows))
+        pi, delta = compute_draw(suspicion, params)
+        draw = _draw_facts(params, rows, suspicion, pi, delta)
         store.write_json(draw, REVIEW, DRAW_FILE)
         for index in range(len(manifest["blocks"])):  # a redraw replaces every part
             if store.has_part(REVIEW, index):
                 store.fs.rm(store.path(REVIEW, store.part_name(index)))
-    pi, delta = compute_draw(suspicion, _params(draw))
     _write_review_parts(store, rows, pi, delta, on_progress)
     return draw
+
+
+def draw_fields(draw: Mapping[str, Any]) -> dict[str, Any]:
+    """What every review record of the draw repeats (:data:`act_backend.records.DRAW_FIELDS`)."""
+    return {name: draw[name] for name in DRAW_FIELDS}
 
 
 def draw_params(
@@ -141,17 +152,31 @@ def _suspicions(store: Store) -> tuple[np.ndarray, np.ndarray]:
     return np.concatenate(rows).astype(np.int64), np.concatenate(suspicion).astype(float)
 
 
-def _new_draw(params: DrawParams, n_tasks: int) -> dict[str, Any]:
+def _check_budget(params: DrawParams, n_tasks: int) -> None:
     try:
         budget_count(params.budget, n_tasks)
     except ValueError as exc:
         raise ScaleError(f"{n_tasks} annotated rows: {exc}") from None
-    return {
+
+
+def _draw_facts(
+    params: DrawParams, rows: np.ndarray, suspicion: np.ndarray, pi: np.ndarray, delta: np.ndarray
+) -> dict[str, Any]:
+    """The draw record: its parameters, N, Σδ, the smallest π not drawn and (where the record
+    format has it) the fingerprint of the (row, ε̂) pairs it was drawn from."""
+    undrawn = pi[delta == 0]
+    facts: dict[str, Any] = {
         "draw_id": uuid.uuid4().hex,
         **asdict(params),
         "drawn_at": datetime.now(timezone.utc).isoformat(),
-        "n_tasks": n_tasks,
+        "n_tasks": len(rows),
+        "n_drawn": int(delta.sum()),
+        "min_pi_undrawn": float(undrawn.min()) if undrawn.size else None,
     }
+    digest = getattr(records, "suspicion_digest", None)
+    if digest is not None:
+        facts["suspicion_digest"] = digest(rows.tolist(), suspicion.tolist())
+    return facts
 
 
 def _params(draw: Mapping[str, Any]) -> DrawParams:
@@ -184,8 +209,13 @@ def _write_review_parts(
 
 
 def shard_title(prefix: str, draw_id: str, shard: int) -> str:
-    """The title of a shard project (how a re-run finds it)."""
-    return f"{prefix} · draw {draw_id[:8]} · shard {shard + 1}"
+    """The title of a shard project (how a re-run finds it); at most Label Studio's 50 characters.
+
+    >>> shard_title("ACT review", "0123456789abcdef", 2)
+    'ACT review · 01234567 · shard 3'
+    """
+    suffix = f" · {draw_id[:8]} · shard {shard + 1}"
+    return prefix[: _TITLE_LENGTH - len(suffix)] + suffix
 
 
 def import_sample(
@@ -257,7 +287,7 @@ def _ls_task(
 ) -> dict[str, Any]:
     """One drawn row as a task to import: data, meta (review record, row) and its prediction."""
     record = review_record(
-        {k: draw[k] for k in DRAW_FIELDS}, suspicion=row["suspicion"], pi=review["pi"], delta=True
+        draw_fields(draw), suspicion=row["suspicion"], pi=review["pi"], delta=True
     )
     return {
         "data": json.loads(row["data"]),

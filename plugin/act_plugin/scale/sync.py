@@ -27,7 +27,7 @@ from typing import Any
 from label_studio_sdk import LabelStudio
 
 from act_backend.labeling import LabelingSpec, parse_label_config
-from act_backend.records import DRAW_FIELDS, review_record
+from act_backend.records import review_record
 from act_plugin.labelstudio import Gateway
 from act_plugin.sync import Problem, build_rows
 from act_plugin.sync.outputs import OUTPUT_NAMES, write_outputs
@@ -35,7 +35,7 @@ from act_plugin.validation import check_lam
 
 from .annotate import ANNOTATIONS, ScaleError
 from .projects import item_row, iter_tasks
-from .review import DRAW_FILE, PROJECTS_FILE, REVIEW, machine_prediction
+from .review import DRAW_FILE, PROJECTS_FILE, REVIEW, draw_fields, machine_prediction
 from .store import Store
 
 __all__ = ["SCALE_FORMATS", "ScaleSyncResult", "sync_dataset"]
@@ -152,7 +152,7 @@ def _block_tasks(
 ) -> tuple[list[dict[str, Any]], int]:
     """The block's annotated rows as the tasks ``ls-act sync`` reads; and its failed rows."""
     sampled = {r["row"]: r for r in store.read_part(REVIEW, index).to_pylist()}
-    fields = {k: draw[k] for k in DRAW_FIELDS}
+    fields = draw_fields(draw)
     tasks, failed = [], 0
     for row in store.read_part(ANNOTATIONS, index).to_pylist():
         review = sampled.get(row["row"])
