@@ -24,8 +24,9 @@ from act_plugin.scale.store import Store
 from tests.support.configs import SCRIPT, TEXT
 from tests.support.llm import ScriptedLLM
 from tests.support.projects import choice, read_tasks
+from tests.support.ray_local import local_ray
 
-ray = pytest.importorskip("ray")
+pytest.importorskip("ray")
 pytestmark = pytest.mark.e2e
 
 N_ITEMS = 200
@@ -37,29 +38,30 @@ FLIP = {"positive": "negative", "negative": "neutral", "neutral": "positive"}
 
 
 @pytest.fixture(scope="module")
-def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield ray
-    ray.shutdown()
+def ray_instance():
+    with local_ray() as ray:
+        yield ray
 
 
 @pytest.fixture
-def env(tmp_path, label_studio, monkeypatch):
+def llm():
     responder = ScriptedLLM(
         labels={k: v[0] for k, v in SCRIPT.items()}, suspicion={k: v[1] for k, v in SCRIPT.items()}
     )
     with OpenAIStubServer(responder=responder) as server:
-        for key, value in {
-            "OPENAI_BASE_URL": server.base_url,
-            "OPENAI_API_KEY": "sk-test",
-            "ACT_CACHE_DIR": str(tmp_path / "cache"),
-            "ACT_ANNOTATOR_MAX_RETRIES": "0",
-            "ACT_CRITIC_MAX_RETRIES": "0",
-            "LABEL_STUDIO_URL": label_studio.url,
-            "LABEL_STUDIO_API_KEY": label_studio.token,
-        }.items():
-            monkeypatch.setenv(key, value)
         yield server
+
+
+@pytest.fixture
+def config(llm, tmp_path):
+    """A TOML config: both roles on the stub LLM, no retries, a private answer cache."""
+    path = tmp_path / "act.toml"
+    lines = [f'cache_dir = "{tmp_path / "cache"}"']
+    for role in ("annotator", "critic"):
+        lines += [f"[{role}]", f'base_url = "{llm.base_url}"', 'api_key = "sk-test"']
+        lines += ["max_retries = 0"]
+    path.write_text("\n".join(lines) + "\n")
+    return path
 
 
 def scale(*args: str):
@@ -74,18 +76,19 @@ def parquet_rows(store: Store, stage: str) -> list[dict]:
 
 
 def test_review_imports_only_the_drawn_rows_and_sync_joins_the_reviews(
-    local_ray, env, ls_client, tmp_path
+    ray_instance, config, label_studio, ls_client, tmp_path
 ):
+    ls = ("--label-studio-url", label_studio.url, "--api-key", label_studio.token)
     data = tmp_path / "items.parquet"
     pq.write_table(pa.table({"id": [5000 + i for i in range(N_ITEMS)], "text": TEXTS}), data)
     (tmp_path / "config.xml").write_text(TEXT)
     out = str(tmp_path / "run")
     scale("annotate", "-i", str(data), "-o", out, "--label-config", str(tmp_path / "config.xml"),
-          "--block-size", "50", "--actor-cpus", "0.5")  # fmt: skip
+          "--block-size", "50", "--actor-cpus", "0.5", "--config", str(config))  # fmt: skip
     title = f"scale-e2e-{tmp_path.name[-12:]}"
     scale("review", "-o", out, "--budget", "40", "--rule", "exponential", "--floor", "0.2",
           "--seed", "7", "--shard-size", str(SHARD), "--chunk-size", "4",
-          "--title", title)  # fmt: skip
+          "--title", title, *ls)  # fmt: skip
 
     store = Store(out)
     machine = {r["row"]: r for r in parquet_rows(store, ANNOTATIONS)}
@@ -146,7 +149,7 @@ def test_review_imports_only_the_drawn_rows_and_sync_joins_the_reviews(
             ls_client.annotations.create(id=tasks[row]["id"], result=choice(label))
         ls_client.annotations.create(id=tasks[cancelled]["id"], result=[], was_cancelled=True)
 
-        scale("sync", "-o", out, "--lambda", str(LAM), "--formats", "jsonl,parquet,csv")
+        scale("sync", "-o", out, "--lambda", str(LAM), "--formats", "jsonl,parquet,csv", *ls)
 
         rows = [r for p in sorted((tmp_path / "run" / "train" / "parquet").glob("*.parquet"))
                 for r in pq.read_table(p).to_pylist()]  # fmt: skip

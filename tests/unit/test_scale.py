@@ -4,6 +4,11 @@ its input formats and its resume; the draw over the Parquet."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pyarrow as pa
@@ -22,8 +27,9 @@ from act_plugin.scale.store import Store, StoreError
 from tests.support.backend import settings_for
 from tests.support.configs import SCRIPT, TEXT
 from tests.support.llm import ScriptedLLM
+from tests.support.ray_local import local_ray
 
-ray = pytest.importorskip("ray")
+pytest.importorskip("ray")
 
 N_ITEMS = 200
 BLOCK = 64  # 4 blocks: 64, 64, 64, 8
@@ -33,10 +39,9 @@ ODD = 7  # the annotator answers out of the label set for this row
 
 
 @pytest.fixture(scope="module")
-def local_ray():
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-    yield ray
-    ray.shutdown()
+def ray_instance():
+    with local_ray() as ray:
+        yield ray
 
 
 @pytest.fixture
@@ -93,7 +98,7 @@ def test_the_same_rows_from_parquet_jsonl_and_a_hf_dataset(tmp_path, data):
     ]
 
 
-def test_annotate_on_ray_gives_the_backend_predictor_outcomes(local_ray, llm, data, tmp_path):
+def test_annotate_on_ray_gives_the_backend_predictor_outcomes(ray_instance, llm, data, tmp_path):
     settings = settings_for(llm, tmp_path / "cache", ACT_CACHE="false")
     out = tmp_path / "out"
 
@@ -131,7 +136,7 @@ def test_annotate_on_ray_gives_the_backend_predictor_outcomes(local_ray, llm, da
     assert llm.call_count == 2 * (2 * N_ITEMS - 1)  # both paths, every call made once each
 
 
-def test_a_stopped_run_resumes_without_duplicated_or_lost_rows(local_ray, llm, data, tmp_path):
+def test_a_stopped_run_resumes_without_duplicated_or_lost_rows(ray_instance, llm, data, tmp_path):
     settings = settings_for(llm, tmp_path / "cache", ACT_CACHE="false")
     out = tmp_path / "out"
     first = annotate_dataset(str(data), str(out), settings, TEXT, block_size=BLOCK, max_blocks=2)
@@ -150,7 +155,7 @@ def test_a_stopped_run_resumes_without_duplicated_or_lost_rows(local_ray, llm, d
         annotate_dataset(str(data), str(out), settings, TEXT, block_size=50)
 
 
-def test_the_draw_is_review_s_draw_over_the_annotated_rows(local_ray, llm, data, tmp_path):
+def test_the_draw_is_review_s_draw_over_the_annotated_rows(ray_instance, llm, data, tmp_path):
     settings = settings_for(llm, tmp_path / "cache")
     out = tmp_path / "out"
     annotate_dataset(str(data), str(out), settings, TEXT, block_size=BLOCK)
@@ -171,3 +176,37 @@ def test_the_draw_is_review_s_draw_over_the_annotated_rows(local_ray, llm, data,
     again = draw_dataset(store, draw_params(99, seed=5))
     assert again == draw
     assert [r["delta"] for _, t in store.iter_parts(REVIEW) for r in t.to_pylist()] == list(delta)
+
+
+def test_kill_9_mid_run_then_a_rerun_has_every_row_once(ray_instance, llm, data, tmp_path):
+    llm.set_latency(0.05)  # slow enough that the run is still going when it is killed
+    out, config = tmp_path / "out", tmp_path / "config.xml"
+    config.write_text(TEXT)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ACT_", "OPENAI_", "RAY_"))}
+    env.update(OPENAI_BASE_URL=llm.base_url, OPENAI_API_KEY="sk-test", ACT_CONCURRENCY="4",
+               ACT_CACHE="false", ACT_ANNOTATOR_MAX_RETRIES="0")  # fmt: skip
+    argv = [sys.executable, "-c", "from act_plugin.cli import app; app()", "scale", "annotate",
+            "-i", str(data), "-o", str(out), "--label-config", str(config), "--block-size", "10",
+            "--actors", "1"]  # fmt: skip
+    run = subprocess.Popen(
+        argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    try:
+        deadline = time.monotonic() + 240
+        while len(list((out / ANNOTATIONS).glob("part-*"))) < 3 and time.monotonic() < deadline:
+            assert run.poll() is None, "the run ended before it could be killed"
+            time.sleep(0.2)
+    finally:
+        os.killpg(run.pid, signal.SIGKILL)  # the run, its local Ray and its actors
+        run.wait(timeout=30)
+    killed_with = {p.name for p in (out / ANNOTATIONS).glob("part-*")}
+    assert 3 <= len(killed_with) < N_ITEMS // 10
+
+    settings = settings_for(llm, tmp_path / "cache", ACT_CACHE="false")
+    again = annotate_dataset(str(data), str(out), settings, TEXT, block_size=10)
+
+    assert again.complete and again.n_blocks_skipped >= len(killed_with)
+    rows = rows_of(out)
+    assert [r["row"] for r in rows] == list(range(N_ITEMS))  # none lost, none twice
+    assert [r["item_id"] for r in rows] == [1000 + i for i in range(N_ITEMS)]
+    assert sum(r["error_kind"] is not None for r in rows) == 1  # only the odd row failed
