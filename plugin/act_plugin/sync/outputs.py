@@ -2,7 +2,9 @@
 
 The same rows give byte-identical files (the HF dataset too: its fingerprint is the SHA-256 of
 the JSONL). Outputs and the sync state are written to temporary names and renamed only when all
-were written, so a failure leaves the previous outputs as they were.
+were written, so a failure leaves the previous outputs as they were. One sync writes into a
+directory at a time (a lock on the directory itself, which the system releases even when the
+process is killed); holding it, a sync first removes the temporary files a killed run left.
 """
 
 from __future__ import annotations
@@ -13,10 +15,17 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
-from collections.abc import Callable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows: no lock, so no clean-up either
+    fcntl = None  # type: ignore[assignment]
 
 from .fetch import STATE_FILE
 from .rows import COLUMNS
@@ -32,6 +41,12 @@ OUTPUT_NAMES: dict[str, str] = {
 }
 
 
+#: Seconds to wait for another sync writing into the same directory.
+LOCK_WAIT = 600.0
+#: The temporary names a sync gives its outputs: ``.tmp-<name>-<pid>`` and ``.old-<name>-<pid>``.
+_TEMPORARY = re.compile(r"\.(?:tmp|old)-(?P<name>.+)-\d+")
+
+
 class OutputError(RuntimeError):
     """An output could not be written; the previous outputs are unchanged."""
 
@@ -45,6 +60,60 @@ def write_outputs(
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"cannot create the output directory {out_dir}: {exc}") from None
+    with writing(out_dir):
+        remove_debris(out_dir)
+        return _write_all(out_dir, rows, formats, state)
+
+
+@contextlib.contextmanager
+def writing(out_dir: Path) -> Iterator[None]:
+    """Hold ``out_dir``'s sync lock (waiting up to ``LOCK_WAIT`` s for another sync)."""
+    if fcntl is None:  # pragma: no cover
+        yield
+        return
+    fd = os.open(out_dir, os.O_RDONLY)  # a lock on the directory: no lock file left behind
+    try:
+        until = time.monotonic() + LOCK_WAIT
+        while not _try_lock(fd):
+            if time.monotonic() > until:
+                raise OutputError(
+                    f"another ls-act sync has been writing to {out_dir} for {LOCK_WAIT:.0f} s; "
+                    "try again when it is done"
+                )
+            time.sleep(0.1)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _try_lock(fd: int) -> bool:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
+
+
+def remove_debris(out_dir: Path) -> list[str]:
+    """Remove the temporary files and folders of earlier syncs that were killed while writing
+    (only names a sync gives its own outputs); call it holding the lock (:func:`writing`).
+    The names removed."""
+    if fcntl is None:  # pragma: no cover - without the lock a live sync's files look alike
+        return []
+    ours = {*OUTPUT_NAMES.values(), STATE_FILE}
+    removed = []
+    for path in out_dir.iterdir():
+        match = _TEMPORARY.fullmatch(path.name)
+        if match and match["name"] in ours:
+            _remove(path)
+            removed.append(path.name)
+    return sorted(removed)
+
+
+def _write_all(
+    out_dir: Path, rows: list[dict[str, Any]], formats: Sequence[str], state: Mapping[str, Any]
+) -> dict[str, Path]:
+    """Stage every output under a temporary name, then rename them all (the state last)."""
     jsonl = _jsonl_bytes(rows)
     writers: dict[str, Callable[[Path], object]] = {
         "jsonl": lambda path: path.write_bytes(jsonl),
