@@ -224,8 +224,11 @@ class ChatClient(CachedChat):
         known = self.dialects.get() if setting == AUTO else None
         if setting != AUTO or known is not None:
             return self._negotiate(body, schema, name, candidates(setting, known))
-        with self.dialects.negotiating:  # the others wait, then use what it found
-            return self._negotiate(body, schema, name, candidates(setting, self.dialects.get()))
+        with self.dialects.negotiating:  # the others wait for it, then go on in parallel
+            known = self.dialects.get()
+            if known is None:
+                return self._negotiate(body, schema, name, candidates(setting, None))
+        return self._negotiate(body, schema, name, candidates(setting, known))
 
     def _negotiate(
         self, body: dict[str, Any], schema: dict[str, Any], name: str, dialects: Sequence[str]

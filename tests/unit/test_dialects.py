@@ -197,3 +197,18 @@ def test_pre_grammar_top_logprobs_beside_a_constrained_answer(tmp_path):
 def test_the_setting_offers_auto_and_every_dialect():
     assert typing.get_args(StructuredOutput) == ("auto", *DIALECTS)
     assert EngineSettings(model="m").structured_output == "auto"
+
+
+def test_once_one_caller_has_negotiated_the_others_ask_in_parallel(tmp_path):
+    # 8 callers while no dialect is known: one negotiates, the other 7 must not queue behind
+    # one another (each holding the negotiation lock for its whole call).
+    from concurrent.futures import ThreadPoolExecutor
+
+    with stub("llama_cpp_python", latency=0.3) as server:
+        chat = client(server)
+        with ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(lambda _: chat.complete(MESSAGES, schema=SCHEMA), range(8)))
+        chat.close()
+    assert all("label" in json.loads(a.text) for a in answers)
+    assert forms(server).count("json_schema") == 1  # negotiated once
+    assert server.max_concurrency_seen >= 4
