@@ -89,6 +89,22 @@ def test_tasks_still_queued_at_the_deadline_never_call_the_llm(llm, tmp_path):
     assert stats["llm"]["calls"] == 6  # their calls count, though their outcomes came too late
 
 
+def test_a_batch_critic_gets_the_tasks_annotated_by_the_deadline(llm, tmp_path):
+    """The batch critic (local) runs after the deadline on what was annotated by then."""
+    llm.set_responder(slow_annotator(DEADLINE + 4.0))
+    tasks = [{"id": i, "data": {"text": f"{'slow' if i > 2 else 'fast'} {i}"}} for i in range(1, 5)]
+    settings = settings_for(
+        llm, tmp_path, ACT_PREDICT_DEADLINE=str(DEADLINE), ACT_CRITIC_STRATEGY="knn"
+    )
+    assert settings.critic.engine == "embedding"  # criticizes the whole batch at once
+    with serve_backend(settings) as url:
+        warm_up(url)  # loads the embedding model
+        body, seconds = post_predict(url, tasks)
+    assert seconds < DEADLINE + 3.0  # the kNN critic's own time on top, on a busy machine
+    assert [bool(r) for r in body["results"]] == [True, True, False, False]
+    assert {e["task"]: e["kind"] for e in body["errors"]} == {3: "deadline", 4: "deadline"}
+
+
 def test_bulk_annotation_is_not_cut_by_the_predict_deadline(llm, tmp_path):
     llm.set_responder(slow_annotator(1.5))
     settings = settings_for(llm, tmp_path, ACT_PREDICT_DEADLINE="0.5")
