@@ -45,6 +45,8 @@ app = typer.Typer(
 )
 app.add_typer(scale_app, name="scale")
 err = Console(stderr=True)
+if logging.lastResort is not None:  # what prints the warnings of commands with no logging set-up
+    install_log_redaction(logging.lastResort)
 
 ConfigOption = Annotated[
     Path | None,

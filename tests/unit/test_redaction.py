@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import json
 import logging
+import subprocess
+import sys
 import uuid
 from collections import Counter
 
@@ -132,3 +134,16 @@ def test_short_values_are_not_masked_and_longest_secrets_win():
     long = secret("abc")
     remember(long[:8], long)
     assert redact(f"[{long}]") == "[***]"
+
+
+def test_commands_without_a_logging_set_up_still_log_redacted():
+    key = secret("sk")
+    script = (
+        "import logging, act_plugin.cli\n"
+        "from act_backend.redaction import remember\n"
+        f"remember({key!r})\n"
+        f"logging.getLogger('act_plugin.sync').warning('retrying with %s', {key!r})\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "retrying with ***" in done.stderr and key not in done.stderr
