@@ -26,6 +26,7 @@ from act_plugin.bench.critics import oracle_suspicion, random_suspicion
 from act_plugin.bench.data import digit_png_data_url
 from act_plugin.bench.methods import review_plan
 from act_plugin.bench.report import METHOD_NAMES
+from act_plugin.bench.run import ENDPOINT_STAGE
 from act_plugin.bench.train import fit_act_model
 from act_plugin.training import expand_rows
 from tests.support.llm import is_critic
@@ -289,4 +290,6 @@ def test_endpoint_annotator_and_critic_run_through_the_stub_server(tmp_path: Pat
     assert [c.auroc for c in ds.critics if c.critic == "endpoint"] == [1.0, 1.0]
     text = format_result(result)
     assert "## LLM use (endpoint annotator + critic)" in text
+    rate = usage.items / ds.timings[ENDPOINT_STAGE]  # items per second of the LLM stage
+    assert f"| {usage.calls_per_item:.2f} |" in text and f"| {rate:.2f} |" in text
     assert "critic `endpoint`" in text

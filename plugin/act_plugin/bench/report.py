@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from act_plugin.bench.config import BASELINES
-from act_plugin.bench.run import BenchResult, DatasetResult
+from act_plugin.bench.run import ENDPOINT_STAGE, BenchResult, DatasetResult
 
 __all__ = ["METHOD_NAMES", "Verdict", "format_result", "verdicts"]
 
@@ -353,6 +353,9 @@ def _endpoint_section(result: BenchResult) -> list[str]:
                 f"{e.prompt_tokens / max(e.items, 1):.0f}",
                 f"{e.completion_tokens / max(e.items, 1):.0f}",
                 str(e.cached_calls),
+                f"{e.items / ds.timings[ENDPOINT_STAGE]:.2f}"
+                if ds.timings.get(ENDPOINT_STAGE)
+                else "–",
             ]
         )
     header = [
@@ -364,6 +367,7 @@ def _endpoint_section(result: BenchResult) -> list[str]:
         "prompt tokens / item",
         "completion tokens / item",
         "cached calls",
+        "items / s",
     ]
     return ["## LLM use (endpoint annotator + critic)", "", *_table(header, rows)]
 

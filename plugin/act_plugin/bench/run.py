@@ -191,6 +191,10 @@ def _seed(seed: int, *parts: str | float) -> np.random.SeedSequence:
     return np.random.SeedSequence([seed, *keys])
 
 
+#: The timed stage in which the endpoint annotates and criticizes every item of a data set.
+ENDPOINT_STAGE = "annotate+criticize (endpoint)"
+
+
 class _Clock:
     """Wall time per stage, summed."""
 
@@ -345,7 +349,7 @@ def _run_dataset(
     if dataset.annotator == "endpoint":
         assert settings is not None
         progress(f"{dataset.name}: annotating and criticizing {data.n} items with the endpoint")
-        with clock.stage("annotate+criticize (endpoint)"):
+        with clock.stage(ENDPOINT_STAGE):
             answers = endpoint_labels(data, settings)
         usage = EndpointUsage(
             model_version=answers.model_version,
