@@ -28,6 +28,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from predict_throughput import CONFIG, backend_env, stub_llm
@@ -88,28 +89,25 @@ def _descendants(root: int) -> list[int]:
     return found
 
 
-class TreeMemory:
-    """Samples the RSS of this process and all its descendants; keeps the peak of the sum."""
+@contextmanager
+def tree_memory(every: float = 0.5) -> Iterator[dict[str, float]]:
+    """Samples the RSS of this process and all its descendants; ``peak_mb`` of the sum."""
+    peak = {"peak_mb": 0.0}
+    stop = threading.Event()
 
-    def __init__(self, every: float = 0.5) -> None:
-        self.peak_mb = 0.0
-        self._every = every
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> TreeMemory:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self) -> None:
+    def sample() -> None:
         me = os.getpid()
-        while not self._stop.wait(self._every):
+        while not stop.wait(every):
             total = _rss_mb(me) + sum(_rss_mb(pid) for pid in _descendants(me))
-            self.peak_mb = max(self.peak_mb, total)
+            peak["peak_mb"] = max(peak["peak_mb"], total)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        yield peak
+    finally:
+        stop.set()
+        sampler.join()
 
 
 def _peak_self_mb() -> float:
@@ -154,7 +152,7 @@ def child_ray(path: Path, out: Path, args: argparse.Namespace) -> dict:
     from act_plugin.scale.cluster import connect
 
     connect(args.ray_address, num_cpus=args.num_cpus)  # start-up, not timed
-    with TreeMemory() as memory:
+    with tree_memory() as memory:
         started = time.perf_counter()
         result = annotate_dataset(
             str(path), str(out), load_settings(), CONFIG,
@@ -166,7 +164,7 @@ def child_ray(path: Path, out: Path, args: argparse.Namespace) -> dict:
         "failed": result.n_failed,
         "seconds": seconds,
         "driver_mb": _peak_self_mb(),
-        "all_mb": memory.peak_mb,
+        "all_mb": memory["peak_mb"],
     }
 
 

@@ -24,10 +24,10 @@ from act_plugin.scale.store import Store
 from tests.support.configs import SCRIPT, TEXT
 from tests.support.llm import ScriptedLLM
 from tests.support.projects import choice, read_tasks
-from tests.support.ray_local import local_ray
+from tests.support.ray_local import ray_instance  # noqa: F401 - the fixture
 
 pytest.importorskip("ray")
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.usefixtures("ray_instance")]
 
 N_ITEMS = 200
 SHARD = 15
@@ -35,12 +35,6 @@ LAM = 0.6
 KEYS = list(SCRIPT)
 TEXTS = [f"{KEYS[i % len(KEYS)]} number {i};" for i in range(N_ITEMS)]
 FLIP = {"positive": "negative", "negative": "neutral", "neutral": "positive"}
-
-
-@pytest.fixture(scope="module")
-def ray_instance():
-    with local_ray() as ray:
-        yield ray
 
 
 @pytest.fixture
@@ -76,7 +70,7 @@ def parquet_rows(store: Store, stage: str) -> list[dict]:
 
 
 def test_review_imports_only_the_drawn_rows_and_sync_joins_the_reviews(
-    ray_instance, config, label_studio, ls_client, tmp_path
+    config, label_studio, ls_client, tmp_path
 ):
     ls = ("--label-studio-url", label_studio.url, "--api-key", label_studio.token)
     data = tmp_path / "items.parquet"

@@ -27,21 +27,16 @@ from act_plugin.scale.store import Store, StoreError
 from tests.support.backend import settings_for
 from tests.support.configs import SCRIPT, TEXT
 from tests.support.llm import ScriptedLLM
-from tests.support.ray_local import local_ray
+from tests.support.ray_local import ray_instance  # noqa: F401 - the fixture
 
 pytest.importorskip("ray")
+pytestmark = pytest.mark.usefixtures("ray_instance")
 
 N_ITEMS = 200
 BLOCK = 64  # 4 blocks: 64, 64, 64, 8
 KEYS = list(SCRIPT)
 TEXTS = [f"{KEYS[i % len(KEYS)]} number {i};" for i in range(N_ITEMS)]
 ODD = 7  # the annotator answers out of the label set for this row
-
-
-@pytest.fixture(scope="module")
-def ray_instance():
-    with local_ray() as ray:
-        yield ray
 
 
 @pytest.fixture
@@ -98,7 +93,7 @@ def test_the_same_rows_from_parquet_jsonl_and_a_hf_dataset(tmp_path, data):
     ]
 
 
-def test_annotate_on_ray_gives_the_backend_predictor_outcomes(ray_instance, llm, data, tmp_path):
+def test_annotate_on_ray_gives_the_backend_predictor_outcomes(llm, data, tmp_path):
     settings = settings_for(llm, tmp_path / "cache", ACT_CACHE="false")
     out = tmp_path / "out"
 
@@ -136,7 +131,7 @@ def test_annotate_on_ray_gives_the_backend_predictor_outcomes(ray_instance, llm,
     assert llm.call_count == 2 * (2 * N_ITEMS - 1)  # both paths, every call made once each
 
 
-def test_a_stopped_run_resumes_without_duplicated_or_lost_rows(ray_instance, llm, data, tmp_path):
+def test_a_stopped_run_resumes_without_duplicated_or_lost_rows(llm, data, tmp_path):
     settings = settings_for(llm, tmp_path / "cache", ACT_CACHE="false")
     out = tmp_path / "out"
     first = annotate_dataset(str(data), str(out), settings, TEXT, block_size=BLOCK, max_blocks=2)
@@ -155,7 +150,7 @@ def test_a_stopped_run_resumes_without_duplicated_or_lost_rows(ray_instance, llm
         annotate_dataset(str(data), str(out), settings, TEXT, block_size=50)
 
 
-def test_the_draw_is_review_s_draw_over_the_annotated_rows(ray_instance, llm, data, tmp_path):
+def test_the_draw_is_review_s_draw_over_the_annotated_rows(llm, data, tmp_path):
     settings = settings_for(llm, tmp_path / "cache")
     out = tmp_path / "out"
     annotate_dataset(str(data), str(out), settings, TEXT, block_size=BLOCK)
@@ -178,7 +173,7 @@ def test_the_draw_is_review_s_draw_over_the_annotated_rows(ray_instance, llm, da
     assert [r["delta"] for _, t in store.iter_parts(REVIEW) for r in t.to_pylist()] == list(delta)
 
 
-def test_kill_9_mid_run_then_a_rerun_has_every_row_once(ray_instance, llm, data, tmp_path):
+def test_kill_9_mid_run_then_a_rerun_has_every_row_once(llm, data, tmp_path):
     llm.set_latency(0.05)  # slow enough that the run is still going when it is killed
     out, config = tmp_path / "out", tmp_path / "config.xml"
     config.write_text(TEXT)
