@@ -1,39 +1,65 @@
-# syntax=docker/dockerfile:1
-#
 # The label-studio-act ML backend: `ls-act serve` (uvicorn + our guarded ASGI front, one process).
 # Build from the repository root (the build context must be the repo, see /.dockerignore):
 #
 #   docker build -f docker/backend.Dockerfile -t label-studio-act-backend .
+#   docker build -f docker/backend.Dockerfile --build-arg ACT_EXTRAS= -t label-studio-act-backend:slim .
+#
+# The first is the full image (the offline default engine: torch, transformers, all-MiniLM-L6-v2);
+# the second the slim one, for LLM endpoints only (OpenAI, vLLM, Ollama, ...).
+#
+# Offline builds (no package index, no registry; docker/README.md, "Building offline"):
+#   --build-arg BASE_IMAGE=<a local image with python3 and python3-venv>
+#   --build-arg WHEELHOUSE=<an image holding every wheel in /wheels, see wheelhouse.Dockerfile>
 #
 # Configure it at run time with environment variables (docs/configuration.md): OPENAI_BASE_URL,
 # OPENAI_API_KEY, ACT_* and LABEL_STUDIO_URL / LABEL_STUDIO_API_KEY. No secret is baked in.
 
-ARG PYTHON_VERSION=3.12
+# Any Debian-like image with python3 (and its venv module); build and runtime use the same one.
+ARG BASE_IMAGE=python:3.12-slim-bookworm
+# An image with wheels in /wheels: pip then installs from them alone (--no-index). The default,
+# the empty stage below, means: download from the package index.
+ARG WHEELHOUSE=no-wheelhouse
+
+# ---------------------------------------------------------------- an empty wheelhouse
+FROM ${BASE_IMAGE} AS no-wheelhouse
+RUN mkdir -p /wheels
+
+FROM ${WHEELHOUSE} AS wheelhouse
 
 # ---------------------------------------------------------------- build: a venv with the package
-FROM python:${PYTHON_VERSION}-slim-bookworm AS build
+FROM ${BASE_IMAGE} AS build
 
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1
 
-RUN python -m venv /opt/act
+RUN python3 -m venv /opt/act
 
 WORKDIR /src
+COPY --from=wheelhouse /wheels/ /wheels/
 COPY pyproject.toml README.md ./
 COPY backend/ backend/
 COPY plugin/ plugin/
 
-# Optional extras of the package, e.g. --build-arg ACT_EXTRAS=local (comma-separated).
-ARG ACT_EXTRAS=""
+# Extras of the package, comma-separated. "offline" (the default) is the offline default engine;
+# empty gives the slim image; e.g. "offline,local" adds local open-weights models.
+ARG ACT_EXTRAS=offline
+# Without a wheelhouse: torch's CPU build (the PyPI one pulls GBs of CUDA libraries).
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 
-# A regular (non-editable) install of the package and its pinned dependencies. Only /opt/act
-# goes on to the runtime stage: no sources, no build dependencies, no pip cache.
-RUN /opt/act/bin/pip install --no-cache-dir ".${ACT_EXTRAS:+[${ACT_EXTRAS}]}" \
+# A regular (non-editable) install of the package and its pinned dependencies, from the
+# wheelhouse alone when there is one. Only /opt/act goes on to the runtime stage: no sources,
+# no wheels, no build dependencies, no pip cache.
+RUN if [ -n "$(ls -A /wheels)" ]; then \
+        set -- --no-index --find-links /wheels; \
+    else \
+        set -- --extra-index-url "${TORCH_INDEX_URL}"; \
+    fi \
+    && /opt/act/bin/pip install --no-cache-dir "$@" ".${ACT_EXTRAS:+[${ACT_EXTRAS}]}" \
     && /opt/act/bin/ls-act --help > /dev/null
 
 # ---------------------------------------------------------------- runtime
-FROM python:${PYTHON_VERSION}-slim-bookworm AS runtime
+FROM ${BASE_IMAGE} AS runtime
 
 LABEL org.opencontainers.image.title="label-studio-act backend" \
       org.opencontainers.image.description="ACT ML backend for Label Studio: LLM labels with critic suspicion scores" \
@@ -63,9 +89,9 @@ WORKDIR /home/act
 EXPOSE 9090
 
 # GET /health with Python's standard library (the image has no curl); sends basic auth when
-# ACT_BASIC_AUTH_USER is set, since that guards every route.
+# ACT_BASIC_AUTH_USER is set, since that guards every route. python3: the venv's, on PATH.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
-    CMD ["python", "/opt/act/healthcheck.py"]
+    CMD ["python3", "/opt/act/healthcheck.py"]
 
 # `docker run IMAGE connect ...` or `docker compose exec backend ls-act connect ...` also work.
 ENTRYPOINT ["ls-act"]

