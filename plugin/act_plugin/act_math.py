@@ -31,7 +31,6 @@ import math
 import warnings
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
-from dataclasses import fields as fields_of
 from statistics import NormalDist
 from typing import TypeVar
 
@@ -79,8 +78,10 @@ __all__ = [
     "weighted_auroc",
 ]
 
-#: Share ρ of the budget spent on uniform random review (keeps every π_i ≥ ρB/N > 0).
-DEFAULT_FLOOR = 0.1
+#: Share ρ of the budget spent on uniform random review (keeps every π_i ≥ ρB/N > 0). 0.3, not
+#: 0.1: each error found by floor review stands for N/(ρB) rows, and ρ = 0.3 halved the width of
+#: the accuracy interval at a 5% budget (benchmarks/coverage.py, docs/benchmarks.md).
+DEFAULT_FLOOR = 0.3
 #: Slope β of the exponential-weighted rule.
 DEFAULT_BETA = 10.0
 
@@ -785,21 +786,33 @@ def _unseen(delta: np.ndarray, pi: np.ndarray) -> np.ndarray:
     return ~delta & (pi > 0.0) & (pi < 1.0)
 
 
+def _largest_jump(
+    gain: np.ndarray, delta: np.ndarray, pi: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(J, J_v): the largest ``gain`` over the unreviewed rows with 0 < π < 1, and the variance
+    J² (1 − π_j) its row would add if reviewed; (0, 0) when no such row is left."""
+    gains = np.where(_unseen(delta, pi), gain, 0.0)
+    j = gains.argmax(axis=-1)
+    jump = np.take_along_axis(gains, j[..., None], axis=-1)[..., 0]
+    return jump, jump**2 * (1.0 - pi[j])
+
+
 def _bounded(
     certain: np.ndarray,
     sampled: tuple[np.ndarray, np.ndarray],
-    jump: tuple[np.ndarray, np.ndarray],
+    jumps: tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]],
     wrong: np.ndarray,
     delta: np.ndarray,
     pi: np.ndarray,
     alpha: float,
 ) -> _Totals:
-    """Fay–Feuer bounds: lower G_{α/2}(Y, V), upper G_{1−α/2}(Y + J, V + J_v), shifted by the
-    exactly known count and clipped to what is possible (found ≤ T ≤ found + unreviewed)."""
+    """Fay–Feuer bounds, lower G_{α/2}(Y − J⁻, V + J⁻_v), upper G_{1−α/2}(Y + J⁺, V + J⁺_v),
+    shifted by the exactly known count and clipped to what is possible (found ≤ T ≤ found +
+    unreviewed rows with π > 0)."""
     y, v = sampled
-    jump_mean, jump_var = jump
-    lo = gamma_quantile(alpha / 2.0, np.maximum(y, 0.0), v)
-    hi = gamma_quantile(1.0 - alpha / 2.0, np.maximum(y, 0.0) + jump_mean, v + jump_var)
+    (down, down_var), (up, up_var) = jumps
+    lo = gamma_quantile(alpha / 2.0, np.maximum(y - down, 0.0), v + down_var)
+    hi = gamma_quantile(1.0 - alpha / 2.0, np.maximum(y, 0.0) + up, v + up_var)
     found = (wrong & delta).sum(axis=-1).astype(float)
     cap = found + (~delta & (pi > 0.0)).sum(axis=-1)
     return _Totals(
@@ -811,17 +824,23 @@ def _bounded(
     )
 
 
+def _inverse_partial(pi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(rows with 0 < π < 1, 1/π there and 0 elsewhere)."""
+    partial = (pi > 0.0) & (pi < 1.0)
+    return partial, np.where(partial, 1.0 / np.where(partial, pi, 1.0), 0.0)
+
+
 def _ht_totals(wrong: np.ndarray, delta: np.ndarray, pi: np.ndarray, alpha: float) -> _Totals:
     """Horvitz–Thompson T̂ = Σ δe/π with the Fay–Feuer gamma interval (see
     :func:`error_count_estimate`); over the last axis, leading axes are draws."""
     found = wrong & delta
-    partial = (pi > 0.0) & (pi < 1.0)
-    inverse = np.where(partial, 1.0 / np.where(partial, pi, 1.0), 0.0)
+    _, inverse = _inverse_partial(pi)
     certain = (found & (pi >= 1.0)).sum(axis=-1).astype(float)
     y = (found * inverse).sum(axis=-1)
     v = (found * (1.0 - pi) * inverse**2).sum(axis=-1)
-    w = np.where(_unseen(delta, pi), inverse, 0.0).max(axis=-1, initial=0.0)
-    return _bounded(certain, (y, v), (w, w * np.maximum(w - 1.0, 0.0)), wrong, delta, pi, alpha)
+    none = np.zeros(y.shape)
+    up = _largest_jump(np.broadcast_to(inverse, delta.shape), delta, pi)
+    return _bounded(certain, (y, v), ((none, none), up), wrong, delta, pi, alpha)
 
 
 def _ma_totals(
@@ -829,23 +848,22 @@ def _ma_totals(
 ) -> _Totals:
     """Difference estimator T̂ = Σ [p̂ + δ(e − p̂)/π] with a Fay–Feuer-type gamma interval (see
     :func:`error_count_estimate`); over the last axis, leading axes are draws."""
-    partial = (pi > 0.0) & (pi < 1.0)
-    inverse = np.where(partial, 1.0 / np.where(partial, pi, 1.0), 0.0)
+    partial, inverse = _inverse_partial(pi)
     e = (wrong & delta).astype(float)
     residual = np.where(delta & partial, e - predicted, 0.0)
     certain = (e * (pi >= 1.0)).sum(axis=-1)
     y = (np.where(partial, predicted, 0.0) + residual * inverse).sum(axis=-1)
     v = (residual**2 * (1.0 - pi) * inverse**2).sum(axis=-1)
-    gain = np.where(_unseen(delta, pi), (1.0 - predicted) * inverse, 0.0)
-    j = gain.argmax(axis=-1)
-    jump = np.take_along_axis(gain, j[..., None], axis=-1)[..., 0]
-    jump_var = jump**2 * (1.0 - pi[j])
-    return _bounded(certain, (y, v), (jump, jump_var), wrong, delta, pi, alpha)
+    down = _largest_jump(predicted * inverse, delta, pi)  # one more right label found
+    up = _largest_jump((1.0 - predicted) * inverse, delta, pi)  # one more wrong label found
+    return _bounded(certain, (y, v), (down, up), wrong, delta, pi, alpha)
 
 
-#: The model-assisted estimator needs at least this many reviewed rows with 0 < π < 1; with
-#: fewer, its interval under-covered (benchmarks/coverage.py) and Horvitz–Thompson is used.
-MIN_ASSISTED_REVIEWS = 30
+#: The model-assisted estimator is used only where the design expects at least this many
+#: reviews among rows with 0 < π < 1 (Σ π over them); with fewer, its interval under-covered
+#: (benchmarks/coverage.py) and Horvitz–Thompson is used. The choice depends on π only, not on
+#: the draw, so both branches stay unbiased.
+MIN_ASSISTED_REVIEWS = 10
 
 
 def _assisted_totals(
@@ -855,19 +873,16 @@ def _assisted_totals(
     pi: np.ndarray,
     folds: np.ndarray,
     alpha: float,
-    minimum: int = MIN_ASSISTED_REVIEWS,
-) -> tuple[_Totals, np.ndarray]:
-    """The model-assisted totals where at least ``minimum`` rows with 0 < π < 1 were reviewed,
-    Horvitz–Thompson elsewhere; and where the model-assisted ones were used (per draw)."""
-    used = (delta & (pi > 0.0) & (pi < 1.0)).sum(axis=-1) >= minimum
-    ht = _ht_totals(wrong, delta, pi, alpha)
-    if not np.any(used):
-        return ht, used
-    ma = _ma_totals(wrong, delta, pi, _cross_fitted(suspicion, wrong, delta, pi, folds), alpha)
-    fields = {
-        f.name: np.where(used, getattr(ma, f.name), getattr(ht, f.name)) for f in fields_of(_Totals)
-    }
-    return _Totals(**fields), used
+    minimum: float = MIN_ASSISTED_REVIEWS,
+) -> tuple[_Totals, bool]:
+    """The model-assisted totals if Σ_{0<π<1} π ≥ ``minimum``, else Horvitz–Thompson; and
+    whether the model-assisted ones were used."""
+    partial, _ = _inverse_partial(pi)
+    used = bool(pi[partial].sum() >= minimum)
+    if not used:
+        return _ht_totals(wrong, delta, pi, alpha), used
+    predicted = _cross_fitted(suspicion, wrong, delta, pi, folds)
+    return _ma_totals(wrong, delta, pi, predicted, alpha), used
 
 
 #: Names accepted by ``error_count_estimate(..., method=...)``.
@@ -895,8 +910,8 @@ class ErrorCount:
         Σ δ_i.
     method : str
         The estimator used: "model-assisted" or "horvitz-thompson" (also when model-assisted
-        was asked for but fewer than :data:`MIN_ASSISTED_REVIEWS` rows with 0 < π < 1 were
-        reviewed).
+        was asked for but the design expects fewer than :data:`MIN_ASSISTED_REVIEWS` reviews
+        among rows with 0 < π < 1).
     """
 
     estimate: float
@@ -941,21 +956,23 @@ def error_count_estimate(
       reviewed rows (weights 1/π), cross-fitted: rows i with i mod K = k are predicted by a
       fit on the other folds, so p̂_i does not depend on δ_i. Then
       Y = Σ_{π<1} [p̂_i + δ_i (e_i − p̂_i)/π_i], V = Σ δ_i (e_i − p̂_i)² (1 − π_i)/π_i².
-      Unbiased for any p̂ of that kind; narrower when p̂ predicts e well. Needs ``suspicion``
-      and at least :data:`MIN_ASSISTED_REVIEWS` reviewed rows with 0 < π < 1 (with fewer, its
-      interval under-covered in simulation; Horvitz–Thompson is used instead, and ``method``
-      of the result says so).
+      Unbiased for any p̂ of that kind; narrower when p̂ predicts e well. Needs ``suspicion``,
+      and a design expecting at least :data:`MIN_ASSISTED_REVIEWS` reviews among rows with
+      0 < π < 1 (Σ π over them; a property of π, not of the draw, so the choice keeps both
+      branches unbiased); below, Horvitz–Thompson is used and ``method`` of the result says so.
 
     The interval is Fay–Feuer's gamma interval (Fay & Feuer 1997, for weighted sums of rare
     events), not the normal one (which under-covers when a few errors found by low-π review
     carry weights 1/π): with G_q(m, v) the q-quantile of the gamma with mean m and variance v,
 
-        low  = Σ_{π=1} e + G_{α/2}(Y, V),
-        high = Σ_{π=1} e + G_{1−α/2}(Y + J, V + J_v),
+        low  = Σ_{π=1} e + G_{α/2}(Y − J⁻, V + J⁻_v),
+        high = Σ_{π=1} e + G_{1−α/2}(Y + J⁺, V + J⁺_v),
 
-    where J is what one more error would add, on the unreviewed row with 0 < π < 1 where it
-    weighs most (Horvitz–Thompson: J = 1/π_min, J_v = J(J − 1); model-assisted:
-    J = max (1 − p̂_j)/π_j, J_v = J²(1 − π_j)); J = 0 when no such row is left. Both bounds
+    where J⁺ is what one more error found would add to Y, on the unreviewed row with
+    0 < π < 1 where it weighs most, and J⁻ what one more right label found would take away,
+    each with J_v = J² (1 − π_j), the variance that row would add (Horvitz–Thompson:
+    J⁺ = 1/π_min, J⁺_v = J⁺(J⁺ − 1), J⁻ = 0; model-assisted: J⁺ = max (1 − p̂_j)/π_j,
+    J⁻ = max p̂_j/π_j). J = 0 when no such row is left. Both bounds
     are clipped to [found, found + unreviewed rows with π > 0]. The interval has zero width
     only when every row with 0 < π < 1 was reviewed. Coverage (95% nominal) was measured over
     a grid of designs in ``benchmarks/coverage.py`` (docs/benchmarks.md).

@@ -35,6 +35,7 @@ from act_backend.redaction import (
     remember_settings,
 )
 from act_backend.settings import Settings, SettingsError, load_settings
+from act_plugin.act_math import DEFAULT_FLOOR
 from act_plugin.scale.cli import scale_app
 
 app = typer.Typer(
@@ -351,7 +352,7 @@ def review(
     floor: Annotated[
         float,
         typer.Option(help="Share of the budget reviewed uniformly at random (keeps π > 0)."),
-    ] = 0.1,
+    ] = DEFAULT_FLOOR,
     beta: Annotated[float, typer.Option(help="Steepness of the exponential rule.")] = 10.0,
     seed: Annotated[int | None, typer.Option(help="Seed of the draw (default: random).")] = None,
     redraw: Annotated[

@@ -22,7 +22,7 @@ import pytest
 from PIL import Image
 from scipy.stats import gamma as gamma_dist
 
-from act_plugin.act_math import roc_points
+from act_plugin.act_math import error_count_estimate, roc_points
 from act_plugin.report import ReportFigures, compute_report, write_report
 
 Z95 = 1.959963984540054  # Φ⁻¹(0.975)
@@ -271,7 +271,7 @@ def brute_force(rows: Sequence[dict[str, Any]]) -> dict[str, float]:
 def test_figures_match_brute_force(seed: int) -> None:
     rows = random_rows(300, seed)
     expected = brute_force(rows)
-    fig = compute_report(rows, top_k=5)
+    fig = compute_report(rows, top_k=5, estimator="horvitz-thompson")
     assert fig.accuracy is not None
     assert fig.accuracy.estimate == pytest.approx(expected["estimate"])
     assert fig.accuracy.stderr == pytest.approx(expected["stderr"])
@@ -286,6 +286,24 @@ def test_figures_match_brute_force(seed: int) -> None:
     # the per-label error counts partition the reviewed errors
     assert sum(item.reviewed_wrong for item in fig.per_label) == fig.n_reviewed_wrong
     assert sum(item.count for item in fig.per_label) == fig.n_items
+
+
+def test_the_report_uses_the_model_assisted_estimate_where_the_design_allows() -> None:
+    rows = random_rows(300, 1)  # π = 0.2 below suspicion 0.8: ~48 expected floor reviews
+    fig = compute_report(rows)
+    est = [r for r in rows if r["pi"] is not None and not r["pending"]]
+    expected = error_count_estimate(
+        [r["machine_correct"] is False for r in est],
+        [r["delta"] for r in est],
+        [r["pi"] for r in est],
+        suspicion=[r["suspicion"] for r in est],
+    )
+    assert fig.estimator == expected.method == "model-assisted"
+    assert fig.accuracy is not None
+    assert fig.accuracy.estimate == pytest.approx(1.0 - expected.estimate / len(est))
+    assert fig.remaining_errors_ci == pytest.approx(expected.remaining_ci)
+    ht = compute_report(rows, estimator="horvitz-thompson")
+    assert ht.accuracy is not None and ht.accuracy.estimate != fig.accuracy.estimate
 
 
 def test_weighted_auroc_ties_count_half() -> None:

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from act_plugin.act_math import (
+    ESTIMATORS,
     AccuracyEstimate,
     ErrorCount,
     accuracy_from_errors,
@@ -35,7 +36,7 @@ RECALL_FRACTIONS: tuple[float, ...] = (0.1, 0.2)
 #: Default k of "precision among the k most suspicious reviewed rows".
 DEFAULT_TOP_K = 10
 #: The estimator of every error count and accuracy in the report (``act_math.ESTIMATORS``).
-REPORT_ESTIMATOR = "horvitz-thompson"
+REPORT_ESTIMATOR = "model-assisted"
 #: Equal-width suspicion bins of the calibration table and reliability diagram.
 CALIBRATION_BINS = 10
 #: Points of the fitted calibration curve, evenly spaced on [0, 1].
@@ -165,7 +166,10 @@ class ReportFigures:
     human_share : float
         n_reviewed / N.
     estimator : str
-        :data:`REPORT_ESTIMATOR`, the estimator of every error count below.
+        The estimator of the overall error count (``act_math.error_count_estimate``):
+        "model-assisted" by default (:data:`REPORT_ESTIMATOR`), "horvitz-thompson" when that
+        was asked for or when the design expects fewer than ``act_math.MIN_ASSISTED_REVIEWS``
+        reviews among rows with 0 < π < 1. Per-label figures choose the same way on their rows.
     accuracy : AccuracyEstimate or None
         ACT estimate of the machine labels' accuracy over the N_est rows, 1 − T̂/N_est with
         T̂ from ``act_math.error_count_estimate`` (Horvitz–Thompson: acc = (1/N_est) Σ_i
@@ -292,6 +296,7 @@ def compute_report(
     llm_cost: float | None = None,
     confidence: float = 0.95,
     top_k: int = DEFAULT_TOP_K,
+    estimator: str = REPORT_ESTIMATOR,
 ) -> ReportFigures:
     """Every figure of the ACT report from the rows of ``ls-act sync``; pure, no I/O.
 
@@ -308,6 +313,8 @@ def compute_report(
         Coverage of the accuracy intervals.
     top_k : int >= 1
         k of precision@k (capped at the number of reviewed rows).
+    estimator : {"model-assisted", "horvitz-thompson"}
+        The estimator of the error counts and accuracies (``act_math.error_count_estimate``).
 
     Returns
     -------
@@ -321,11 +328,21 @@ def compute_report(
         index and task_id), or an option is out of range.
     """
     cost, llm, level, k = _check_options(cost_per_human_label, llm_cost, confidence, top_k)
-    return _compute(parse_rows(rows), cost=cost, llm_cost=llm, confidence=level, top_k=k)
+    if estimator not in ESTIMATORS:
+        raise ValueError(f"estimator must be one of {list(ESTIMATORS)}; got {estimator!r}")
+    return _compute(
+        parse_rows(rows), cost=cost, llm_cost=llm, confidence=level, top_k=k, estimator=estimator
+    )
 
 
 def _compute(
-    table: Table, *, cost: float, llm_cost: float | None, confidence: float, top_k: int
+    table: Table,
+    *,
+    cost: float,
+    llm_cost: float | None,
+    confidence: float,
+    top_k: int,
+    estimator: str,
 ) -> ReportFigures:
     undefined: dict[str, str] = {}
     n = table.reviewed.size
@@ -334,7 +351,7 @@ def _compute(
     n_wrong = int(table.wrong[reviewed].sum())
     in_est = table.in_estimate
 
-    errors = _errors(table, in_est, confidence, undefined)
+    errors = _errors(table, in_est, confidence, estimator, undefined)
     accuracy = None if errors is None else accuracy_from_errors(errors)
 
     naive = None
@@ -372,7 +389,7 @@ def _compute(
         expected_reviews=expected,
         human_share=n_reviewed / n,
         confidence=confidence,
-        estimator=REPORT_ESTIMATOR,
+        estimator=estimator if errors is None else errors.method,
         accuracy=accuracy,
         estimated_remaining_errors=None if errors is None else errors.remaining,
         remaining_errors_ci=None if errors is None else errors.remaining_ci,
@@ -384,7 +401,7 @@ def _compute(
         llm_cost=llm_cost,
         money_saved=saved,
         money_saved_share=saved_share,
-        per_label=_per_label(table, in_est, confidence),
+        per_label=_per_label(table, in_est, confidence, estimator),
         calibration=_calibration(table, in_est, confidence),
         calibration_curve=_calibration_curve(table, in_est),
         undefined=undefined,
@@ -392,9 +409,7 @@ def _compute(
     )
 
 
-def _error_count(
-    table: Table, domain: np.ndarray, confidence: float, method: str = REPORT_ESTIMATOR
-) -> ErrorCount:
+def _error_count(table: Table, domain: np.ndarray, confidence: float, method: str) -> ErrorCount:
     """``act_math.error_count_estimate`` on the rows of ``domain`` (e_i is sync's
     machine_correct, multi-label order included)."""
     delta = table.delta[domain]
@@ -409,7 +424,11 @@ def _error_count(
 
 
 def _errors(
-    table: Table, in_est: np.ndarray, confidence: float, undefined: dict[str, str]
+    table: Table,
+    in_est: np.ndarray,
+    confidence: float,
+    estimator: str,
+    undefined: dict[str, str],
 ) -> ErrorCount | None:
     if not in_est.any() or not table.delta[in_est].any():
         if np.isnan(table.pi).all():
@@ -421,7 +440,7 @@ def _errors(
         for key in ("accuracy", "estimated_remaining_errors", "remaining_errors_ci"):
             undefined[key] = reason
         return None
-    return _error_count(table, in_est, confidence)
+    return _error_count(table, in_est, confidence, estimator)
 
 
 def _calibration(table: Table, in_est: np.ndarray, confidence: float) -> tuple[CalibrationBin, ...]:
@@ -525,7 +544,9 @@ def _annotators(table: Table) -> tuple[AnnotatorAgreement, ...]:
     )
 
 
-def _per_label(table: Table, in_est: np.ndarray, confidence: float) -> tuple[LabelBreakdown, ...]:
+def _per_label(
+    table: Table, in_est: np.ndarray, confidence: float, estimator: str
+) -> tuple[LabelBreakdown, ...]:
     keys = np.array(table.label_key, dtype=object)
     result = []
     for label in sorted(set(table.label_key), key=lambda key: (-table.label_key.count(key), key)):
@@ -534,7 +555,7 @@ def _per_label(table: Table, in_est: np.ndarray, confidence: float) -> tuple[Lab
         error_rate: float | None = None
         error_ci: tuple[float, float] | None = None
         if table.delta[domain].any():
-            est = _error_count(table, domain, confidence)
+            est = _error_count(table, domain, confidence, estimator)
             size = int(domain.sum())
             error_rate = est.estimate / size
             error_ci = (est.ci_low / size, est.ci_high / size)

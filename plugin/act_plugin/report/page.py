@@ -132,7 +132,7 @@ def _figures_table(fig: ReportFigures) -> str:
             "ACT accuracy estimate",
             _or_reason(fig, "accuracy", accuracy_text(fig)),
             "Share of machine labels a human would accept, estimated from the reviewed sample "
-            f"with weights 1/π ({level}% confidence interval).",
+            f"with weights 1/π ({level}% confidence interval; {fig.estimator} estimator).",
         ),
         _row(
             "Wrong labels left (estimate)",
