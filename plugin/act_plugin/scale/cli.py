@@ -7,6 +7,8 @@ from typing import Annotated, Any
 
 import typer
 
+from act_plugin.act_math import DEFAULT_BETA, DEFAULT_FLOOR
+
 scale_app = typer.Typer(
     name="scale",
     help="ACT over a whole data set on Ray Data: Parquet in, review sample to Label Studio, "
@@ -115,8 +117,10 @@ def review(
     rule: Annotated[str, typer.Option(help="normalized, exponential, thresholded, uniform.")] = (
         "thresholded"
     ),
-    floor: Annotated[float, typer.Option(help="Share of the budget reviewed at random.")] = 0.1,
-    beta: Annotated[float, typer.Option(help="Steepness of the exponential rule.")] = 10.0,
+    floor: Annotated[float, typer.Option(help="Share of the budget reviewed at random.")] = (
+        DEFAULT_FLOOR
+    ),
+    beta: Annotated[float, typer.Option(help="Steepness of the exponential rule.")] = DEFAULT_BETA,
     seed: Annotated[int | None, typer.Option(help="Seed of the draw (default: random).")] = None,
     redraw: Annotated[bool, typer.Option("--redraw", help="Replace the stored draw.")] = False,
     shard_size: Annotated[int, typer.Option(help="Tasks per Label Studio project.")] = 100_000,
