@@ -6,8 +6,14 @@
   ``mislabeling = ε̂`` and ``model_version``. Label Studio's ML backend integration stores only
   result, score and model_version of what ``/predict`` returns; :func:`suspicion_of` then reads
   ε̂ back as 1 − score.
-- **Review record** ``meta["act"]`` of a task: the draw it belongs to (:data:`DRAW_FIELDS`) and
-  the task's own ``suspicion``, ``pi`` (inclusion probability) and ``delta`` (drawn or not).
+- **Review record** ``meta["act"]`` of a drawn task: the draw it belongs to
+  (:data:`DRAW_FIELDS`) and the task's own ``suspicion``, ``pi`` (inclusion probability) and
+  ``delta`` (1). Only drawn tasks carry one: the weights of the others do not depend on π
+  (λ for the machine label, 0 for a human one), and their π is recomputed from the draw's
+  parameters and the suspicions, checked against the draw's ``suspicion_digest``. Records
+  without ``n_drawn`` come from earlier versions, which wrote one on every task of the draw.
+- **Draw record** ``data["act"]`` of the "ACT review sample" view: the :data:`DRAW_FIELDS` and
+  ``task_ids``, the tasks the draw was made over as ``[first, last]`` id ranges.
 
 Writers and readers (the backend, ``ls-act annotate``, ``review`` and ``sync``) all use this
 module, so a change of format is made here once.
@@ -15,8 +21,9 @@ module, so a change of format is made here once.
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from .domain import MachineLabel
@@ -27,24 +34,37 @@ __all__ = [
     "DEFAULT_RATIONALE_FIELD",
     "DRAW_FIELDS",
     "META_KEY",
+    "REVIEW_VIEW_TITLE",
     "answer_labels",
     "answer_region",
+    "draw_record",
+    "draw_record_of",
     "encode_prediction",
+    "id_ranges",
+    "ids_in",
+    "is_lean",
     "record_pi",
     "review_record",
     "review_record_of",
+    "suspicion_digest",
     "suspicion_of",
     "with_review_record",
+    "without_review_record",
 ]
 
 #: Name of the TextArea that shows the critic's rationale, unless configured otherwise.
 DEFAULT_RATIONALE_FIELD = "act_rationale"
 #: Key of the task ``meta`` that holds the review record.
 META_KEY = "act"
-#: What a review record says about its draw (the same on every task of the draw), in order.
+#: What a review record says about its draw (the same on every record of the draw), in order:
+#: the parameters, N (``n_tasks``), Σδ (``n_drawn``), the fingerprint of the (task id, suspicion)
+#: pairs drawn from and the smallest π among the tasks not drawn (None when all were drawn).
 DRAW_FIELDS: tuple[str, ...] = (
     "draw_id", "rule", "budget", "floor", "beta", "seed", "model_version", "drawn_at", "n_tasks",
+    "n_drawn", "suspicion_digest", "min_pi_undrawn",
 )  # fmt: skip
+#: Title of the Data Manager view that holds the drawn tasks (and the draw record).
+REVIEW_VIEW_TITLE = "ACT review sample"
 _SCORE_DIGITS = 6
 
 # --------------------------------------------------------------------------------------------
@@ -169,6 +189,77 @@ def with_review_record(meta: object, record: Mapping[str, Any]) -> dict[str, Any
     """The task's ``meta`` with ``record`` as its review record (other keys kept)."""
     kept = dict(meta) if isinstance(meta, Mapping) else {}
     return {**kept, META_KEY: dict(record)}
+
+
+def without_review_record(meta: object) -> dict[str, Any]:
+    """The task's ``meta`` without a review record (other keys kept)."""
+    kept = dict(meta) if isinstance(meta, Mapping) else {}
+    kept.pop(META_KEY, None)
+    return kept
+
+
+def is_lean(record: Mapping[str, Any]) -> bool:
+    """Whether the record's draw wrote records on its drawn tasks only (``n_drawn`` is set)."""
+    return isinstance(record.get("n_drawn"), int)
+
+
+def suspicion_digest(task_ids: Sequence[int], suspicions: Sequence[float]) -> str:
+    """Fingerprint of the (task id, suspicion) pairs a draw was made from, in the given order.
+
+    >>> suspicion_digest([1, 2], [0.5, 0.25]) == suspicion_digest([1, 2], [0.5, 0.25 + 1e-12])
+    False
+    """
+    pairs = [[int(t), float(s)] for t, s in zip(task_ids, suspicions, strict=True)]
+    return hashlib.sha256(json.dumps(pairs, separators=(",", ":")).encode()).hexdigest()[:32]
+
+
+def id_ranges(task_ids: Iterable[int]) -> list[list[int]]:
+    """Sorted ids as ``[first, last]`` runs of consecutive ids.
+
+    >>> id_ranges([5, 1, 2, 3, 7])
+    [[1, 3], [5, 5], [7, 7]]
+    """
+    ranges: list[list[int]] = []
+    for task_id in sorted(set(task_ids)):
+        if ranges and task_id == ranges[-1][1] + 1:
+            ranges[-1][1] = task_id
+        else:
+            ranges.append([task_id, task_id])
+    return ranges
+
+
+def ids_in(ranges: object) -> set[int] | None:
+    """The ids of :func:`id_ranges` runs; None when ``ranges`` is not such a list.
+
+    >>> sorted(ids_in([[1, 3], [7, 7]])), ids_in("1-3")
+    ([1, 2, 3, 7], None)
+    """
+    if not isinstance(ranges, list):
+        return None
+    ids: set[int] = set()
+    for run in ranges:
+        if not (isinstance(run, list) and len(run) == 2 and all(type(x) is int for x in run)):
+            return None
+        ids.update(range(run[0], run[1] + 1))
+    return ids
+
+
+def draw_record(draw: Mapping[str, Any], task_ids: Iterable[int]) -> dict[str, Any]:
+    """The review view's ``data["act"]``: the draw's :data:`DRAW_FIELDS` and its tasks."""
+    return {**{name: draw[name] for name in DRAW_FIELDS}, "task_ids": id_ranges(task_ids)}
+
+
+def draw_record_of(view: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The draw the review view names: its record (``data["act"]``), or ``{"draw_id": ...}``
+    when only its commit mark ``data["act_draw_id"]`` is left; None for any other view."""
+    data = view.get("data")
+    if not isinstance(data, Mapping) or data.get("title") != REVIEW_VIEW_TITLE:
+        return None
+    record = data.get(META_KEY)
+    if isinstance(record, dict) and isinstance(record.get("draw_id"), str):
+        return record
+    draw_id = data.get("act_draw_id")
+    return {"draw_id": draw_id} if isinstance(draw_id, str) else None
 
 
 def record_pi(record: Mapping[str, Any]) -> float | None:

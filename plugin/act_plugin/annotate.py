@@ -30,7 +30,7 @@ from act_plugin.labelstudio.predictions import Item, refusal_reason, write_predi
 log = logging.getLogger(__name__)
 
 #: Tasks are listed in pages of this many.
-PAGE_SIZE = 200
+PAGE_SIZE = 500
 #: Predictions are written this many per request (Label Studio recomputes the counters of every
 #: task of the project on each import, so fewer, larger chunks are cheaper; at most 500, the
 #: size up to which Label Studio stores a chunk in one transaction).

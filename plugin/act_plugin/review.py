@@ -8,19 +8,28 @@ is 0 or absent (predictions made by the ML backend).
 
 Everything lives in Label Studio, so any machine sees the same draw:
 
-- each task's review record ``meta["act"]`` (:mod:`act_backend.records`) = ``{draw_id, rule,
-  budget, floor, beta, seed, model_version, drawn_at, n_tasks, suspicion, pi, delta}`` (the
-  task's other meta keys are kept);
+- each drawn task's review record ``meta["act"]`` (:mod:`act_backend.records`) = the draw's
+  fields ``{draw_id, rule, budget, floor, beta, seed, model_version, drawn_at, n_tasks, n_drawn,
+  suspicion_digest, min_pi_undrawn}`` and its own ``{suspicion, pi, delta}`` (the task's other
+  meta keys are kept). Tasks not drawn carry no record: their weights do not depend on π, and
+  their π is recomputed from the draw's parameters and the suspicions (:func:`draw_pi`),
+  checked against ``suspicion_digest``. Label Studio 1.23 has no bulk meta write, so the records
+  are written :data:`META_WRITERS` at a time, one PATCH each;
 - a Data Manager view "ACT review sample" whose task set is exactly the drawn tasks (δ = 1),
   most suspicious first. Label Studio 1.23.2 applies a view's ``selected_items`` to
   ``GET /api/tasks?view=`` and to the labeling stream ``/api/projects/{id}/next?view=``
   (verified), but accepts ``selected_items`` only when a view is created, so a new draw makes a
-  new view and deletes the old one. The view's ``data.act_draw_id`` marks the draw as complete.
+  new view and deletes the old one. The view's ``data.act_draw_id`` marks the draw as complete,
+  and its ``data.act`` holds the draw record (the fields above and the ids of the N tasks): the
+  draw-level facts live in both places because the Data Manager may rewrite a view's data when
+  someone edits the tab, while a draw of zero tasks has no task to carry them;
 - a view "ACT most suspicious first": all tasks by ascending prediction score.
 
-Consistency: a draw is complete when its view exists or when all ``n_tasks`` tasks carry its
-``draw_id``. An interrupted draw (some tasks written) is finished on the next run when its
-stored parameters reproduce the π and δ already written; otherwise it is redone. Without
+Consistency: a draw is complete when its view exists or when all its drawn tasks carry its
+record (draws of earlier versions, which wrote every task: all ``n_tasks``). An interrupted draw
+(some records written) is finished on the next run when its stored parameters reproduce the
+draw (same tasks and suspicions, by the digest, and the π and δ already written); otherwise it
+is redone. Records of older draws are removed once the new draw's records are written. Without
 ``redraw=True`` a complete draw is never changed.
 """
 
@@ -30,8 +39,10 @@ import logging
 import math
 import numbers
 import secrets
+import threading
 import uuid
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from typing import Any
@@ -40,10 +51,17 @@ import numpy as np
 from label_studio_sdk import LabelStudio
 
 from act_backend.records import (
+    REVIEW_VIEW_TITLE,
+    draw_record,
+    draw_record_of,
+    ids_in,
+    is_lean,
     review_record,
     review_record_of,
+    suspicion_digest,
     suspicion_of,
     with_review_record,
+    without_review_record,
 )
 from act_plugin.act_math import (
     DEFAULT_BETA,
@@ -69,12 +87,12 @@ __all__ = [
     "ReviewDraw",
     "ReviewError",
     "compute_draw",
+    "draw_pi",
     "draw_sample",
 ]
 
 logger = logging.getLogger(__name__)
 
-REVIEW_VIEW_TITLE = "ACT review sample"
 SUSPICIOUS_VIEW_TITLE = "ACT most suspicious first"
 #: Ascending prediction score = most suspicious first (score = 1 − suspicion).
 SCORE_ASCENDING = ["tasks:predictions_score"]
@@ -87,6 +105,13 @@ _MATCH_NOTHING: dict[str, Any] = {
 }
 _TOLERANCE = 1e-12
 _SEED_BITS = 32
+#: Review records are written this many at a time (Label Studio has no bulk meta write; 8
+#: writers took half the time of one on a 2-core machine).
+META_WRITERS = 8
+#: Tasks are read in pages of this many (fewer, larger pages are faster), with these fields only
+#: (half the time of all of them).
+PAGE_SIZE = 500
+_TASK_FIELDS = ("id", "meta", "predictions")
 
 #: ``on_progress(stage, done, total)``; stage "read" (tasks fetched) or "write" (metas written).
 Progress = Callable[[str, int, int], None]
@@ -147,14 +172,21 @@ class _Task:
 
 @dataclass(frozen=True)
 class _Existing:
-    """The newest draw found in the tasks' meta."""
+    """The newest draw found in the tasks' meta or the review view."""
 
     draw_id: str
+    first: dict[str, Any]  # the draw's facts: the view's draw record, else a task's record
     carriers: dict[int, dict[str, Any]]  # task id → its meta["act"]
+    committed: bool  # the review view names this draw
+    members: frozenset[int] | None  # the tasks the draw was made over, when the view says
 
     @property
-    def first(self) -> dict[str, Any]:
-        return self.carriers[min(self.carriers)]
+    def lean(self) -> bool:
+        return is_lean(self.first)
+
+    @property
+    def drawn_ids(self) -> tuple[int, ...]:
+        return tuple(sorted(t for t, act in self.carriers.items() if act.get("delta") == 1))
 
 
 # --------------------------------------------------------------------------------------------
@@ -170,6 +202,34 @@ def compute_draw(
         suspicion, params.budget, rule=params.rule, floor=params.floor, beta=params.beta
     )
     return pi, draw_review(pi, seed=params.seed)
+
+
+def draw_pi(
+    record: Mapping[str, Any], tasks: Sequence[tuple[int, float]]
+) -> dict[int, float] | None:
+    """π of every task of a draw, recomputed from its record's parameters, by task id.
+
+    ``tasks`` are (task id, suspicion) pairs by id. None unless they are exactly those the
+    draw was made from (same ids and suspicions: its ``suspicion_digest``) or the record is
+    unusable.
+    """
+    params = _params_from_meta(record)
+    ids = [task_id for task_id, _ in tasks]
+    suspicions = [suspicion for _, suspicion in tasks]
+    if (
+        params is None
+        or len(tasks) != record.get("n_tasks")
+        or suspicion_digest(ids, suspicions) != record.get("suspicion_digest")
+    ):
+        return None
+    pi = inclusion_probabilities(
+        suspicions, params.budget, rule=params.rule, floor=params.floor, beta=params.beta
+    )
+    return dict(zip(ids, (float(p) for p in pi), strict=True))
+
+
+def _digest(tasks: Sequence[_Task]) -> str:
+    return suspicion_digest([t.task_id for t in tasks], [t.suspicion for t in tasks])
 
 
 def _check_options(rule: object, floor: object, beta: object, seed: object) -> None:
@@ -212,26 +272,35 @@ def _params_from_meta(act: Mapping[str, Any]) -> DrawParams | None:
     return params if isinstance(params.model_version, str) else None
 
 
-def _latest_draw(tasks: Sequence[_Task]) -> _Existing | None:
-    """The newest draw in the tasks' meta (by drawn_at, then size), or None."""
-    groups: dict[str, dict[int, dict[str, Any]]] = {}
+def _latest_draw(tasks: Sequence[_Task], views: Sequence[Mapping[str, Any]]) -> _Existing | None:
+    """The newest draw in the tasks' meta and the review view (by drawn_at, then size)."""
+    carriers: dict[str, dict[int, dict[str, Any]]] = {}
     for task in tasks:
         if task.act is not None:
-            groups.setdefault(task.act["draw_id"], {})[task.task_id] = task.act
-    if not groups:
+            carriers.setdefault(task.act["draw_id"], {})[task.task_id] = task.act
+    named = {r["draw_id"]: r for view in views if (r := draw_record_of(view)) is not None}
+    found = []
+    for draw_id in {*carriers, *named}:
+        mine = carriers.get(draw_id, {})
+        record = named.get(draw_id, {})
+        first = record if "n_tasks" in record else mine.get(min(mine)) if mine else None
+        if first is not None:
+            members = ids_in(record.get("task_ids"))
+            found.append(
+                _Existing(draw_id, first, mine, draw_id in named, frozenset(members or ()) or None)
+            )
+    if not found:
         return None
-
-    def newness(item: tuple[str, dict[int, dict[str, Any]]]) -> tuple[Any, ...]:
-        draw_id, carriers = item
-        return (parse_time(carriers[min(carriers)].get("drawn_at")), len(carriers), draw_id)
-
-    draw_id, carriers = max(groups.items(), key=newness)
-    return _Existing(draw_id=draw_id, carriers=carriers)
+    return max(
+        found, key=lambda e: (parse_time(e.first.get("drawn_at")), len(e.carriers), e.draw_id)
+    )
 
 
 def _reproduces(existing: _Existing, tasks: Sequence[_Task], params: DrawParams) -> bool:
     """Whether recomputing the draw over ``tasks`` gives the π and δ already written."""
     if existing.first.get("n_tasks") != len(tasks):
+        return False
+    if existing.lean and existing.first.get("suspicion_digest") != _digest(tasks):
         return False
     try:
         pi, delta = compute_draw([t.suspicion for t in tasks], params)
@@ -254,9 +323,25 @@ def _reproduces(existing: _Existing, tasks: Sequence[_Task], params: DrawParams)
     return True
 
 
-def _draw_fields(draw_id: str, drawn_at: str, params: DrawParams, n_tasks: int) -> dict[str, Any]:
+def _draw_fields(
+    draw_id: str,
+    drawn_at: str,
+    params: DrawParams,
+    tasks: Sequence[_Task],
+    pi: np.ndarray,
+    delta: np.ndarray,
+) -> dict[str, Any]:
     """What every review record of the draw repeats (:data:`act_backend.records.DRAW_FIELDS`)."""
-    return {"draw_id": draw_id, **asdict(params), "drawn_at": drawn_at, "n_tasks": n_tasks}
+    undrawn = pi[~delta.astype(bool)]
+    return {
+        "draw_id": draw_id,
+        **asdict(params),
+        "drawn_at": drawn_at,
+        "n_tasks": len(tasks),
+        "n_drawn": int(delta.sum()),
+        "suspicion_digest": _digest(tasks),
+        "min_pi_undrawn": float(undrawn.min()) if undrawn.size else None,
+    }
 
 
 # --------------------------------------------------------------------------------------------
@@ -336,6 +421,8 @@ def _draw_sample(
     project = gateway.get_project(project_id)
     raw = gateway.list_tasks(
         project_id,
+        include=_TASK_FIELDS,
+        page_size=PAGE_SIZE,
         on_page=(lambda done, total: on_progress("read", done, total)) if on_progress else None,
     )
     try:
@@ -356,7 +443,7 @@ def _draw_sample(
     views = gateway.list_views(project_id)
     score_note = _score_note(project, version)
 
-    existing = _latest_draw(tasks)
+    existing = _latest_draw(tasks, views)
     note = ""
     if existing is not None and not redraw:
         kept = _keep_or_finish(
@@ -399,7 +486,7 @@ def _keep_or_finish(
     on_progress: Progress | None,
 ) -> ReviewDraw | None:
     """The existing draw, complete or finished now; None when it cannot be finished."""
-    if _is_complete(existing, views):
+    if _is_complete(existing):
         return _reuse(gateway, project_id, existing, tasks, n_without, views, score_note)
     params = _params_from_meta(existing.first)
     if params is None or not _reproduces(existing, tasks, params):
@@ -431,9 +518,11 @@ def _act_tasks(raw: Sequence[Mapping[str, Any]], model_version: str) -> list[_Ta
     return sorted(tasks, key=lambda t: t.task_id)
 
 
-def _is_complete(existing: _Existing, views: Sequence[Mapping[str, Any]]) -> bool:
-    if any(_view_draw_id(view) == existing.draw_id for view in views):
+def _is_complete(existing: _Existing) -> bool:
+    if existing.committed:
         return True
+    if existing.lean:
+        return len(existing.drawn_ids) == existing.first.get("n_drawn")
     return existing.first.get("n_tasks") == len(existing.carriers)
 
 
@@ -446,9 +535,13 @@ def _reuse(
     views: Sequence[Mapping[str, Any]],
     score_note: str,
 ) -> ReviewDraw:
+    """The complete draw as stored; its view and the removal of older records redone if due."""
     first = existing.first
-    drawn_ids = tuple(sorted(t for t, act in existing.carriers.items() if act.get("delta") == 1))
-    view_id = _commit_view(gateway, project_id, existing.draw_id, drawn_ids, views)
+    drawn_ids = existing.drawn_ids
+    members, pi = _members_and_pi(existing, tasks)
+    _clear_older_records(gateway, tasks, existing.draw_id, drawn_ids, None)
+    record = draw_record(first, members) if existing.lean and members is not None else None
+    view_id = _commit_view(gateway, project_id, existing.draw_id, record, drawn_ids, views)
     suspicious_id = _ensure_suspicious_view(gateway, project_id, views)
     n_tasks = first.get("n_tasks")
     return ReviewDraw(
@@ -462,15 +555,30 @@ def _reuse(
         drawn_at=str(first.get("drawn_at", "")),
         n_tasks=int(n_tasks) if isinstance(n_tasks, int) else len(existing.carriers),
         n_without_prediction=n_without,
-        expected=float(sum(float(a.get("pi", 0.0)) for a in existing.carriers.values())),
+        expected=float(sum(pi.values())),
         drawn=len(drawn_ids),
         view_id=view_id,
         reused=True,
         task_ids=drawn_ids,
-        n_not_in_draw=len(tasks) - len(existing.carriers),
+        n_not_in_draw=sum(t.task_id not in members for t in tasks) if members else 0,
         suspicious_view_id=suspicious_id,
         note=_join("kept the existing complete draw (pass redraw=True to replace it)", score_note),
     )
+
+
+def _members_and_pi(
+    existing: _Existing, tasks: Sequence[_Task]
+) -> tuple[frozenset[int] | None, dict[int, float]]:
+    """The draw's tasks (None if unknown) and the π known for them (the stored ones when the
+    draw cannot be recomputed)."""
+    stored = {t: float(a.get("pi", 0.0)) for t, a in existing.carriers.items()}
+    if not existing.lean:
+        return frozenset(existing.carriers), stored
+    members = existing.members
+    if members is None and _digest(tasks) == existing.first.get("suspicion_digest"):
+        members = frozenset(t.task_id for t in tasks)
+    pairs = [(t.task_id, t.suspicion) for t in tasks if members and t.task_id in members]
+    return members, draw_pi(existing.first, pairs) or stored
 
 
 def _write_draw(
@@ -487,23 +595,25 @@ def _write_draw(
     note: str,
     on_progress: Progress | None,
 ) -> ReviewDraw:
-    """Compute the draw, write every task's meta not in ``skip``, then commit the view."""
+    """Compute the draw, write the drawn tasks' records not in ``skip``, remove older records,
+    then commit the view."""
     try:
         pi, delta = compute_draw([t.suspicion for t in tasks], params)
     except ValueError as exc:
         raise ReviewError(f"project {project_id}: {exc}") from None
-    draw = _draw_fields(draw_id, drawn_at, params, len(tasks))
+    draw = _draw_fields(draw_id, drawn_at, params, tasks, pi, delta)
+    drawn = [(t, p) for t, p, d in zip(tasks, pi, delta, strict=True) if d]
     todo = [
-        (task, review_record(draw, suspicion=task.suspicion, pi=p, delta=d))
-        for task, p, d in zip(tasks, pi, delta, strict=True)
-        if task.task_id not in skip
-    ]
-    for done, (task, act) in enumerate(todo, start=1):
-        _write_meta(gateway, task, act, done - 1, len(todo))
-        if on_progress:
-            on_progress("write", done, len(todo))
-    drawn_ids = tuple(t.task_id for t, d in zip(tasks, delta, strict=True) if d)
-    view_id = _commit_view(gateway, project_id, draw_id, drawn_ids, views)
+        (t.task_id, with_review_record(t.meta, review_record(draw, suspicion=t.suspicion, pi=p,
+                                                             delta=True)))
+        for t, p in drawn
+        if t.task_id not in skip
+    ]  # fmt: skip
+    _write_metas(gateway, todo, on_progress)
+    drawn_ids = tuple(t.task_id for t, _ in drawn)
+    _clear_older_records(gateway, tasks, draw_id, drawn_ids, on_progress)
+    record = draw_record(draw, [t.task_id for t in tasks])
+    view_id = _commit_view(gateway, project_id, draw_id, record, drawn_ids, views)
     return ReviewDraw(
         draw_id=draw_id,
         rule=params.rule,
@@ -525,14 +635,56 @@ def _write_draw(
     )
 
 
-def _write_meta(gateway: Gateway, task: _Task, act: dict[str, Any], done: int, total: int) -> None:
-    try:
-        gateway.update_task_meta(task.task_id, with_review_record(task.meta, act))
-    except LabelStudioError as exc:
+def _clear_older_records(
+    gateway: Gateway,
+    tasks: Sequence[_Task],
+    draw_id: str,
+    drawn_ids: Sequence[int],
+    on_progress: Progress | None,
+) -> None:
+    """Remove the records of other draws from the tasks this draw did not draw."""
+    drawn = set(drawn_ids)
+    older = [
+        (t.task_id, without_review_record(t.meta))
+        for t in tasks
+        if t.act is not None and t.act["draw_id"] != draw_id and t.task_id not in drawn
+    ]
+    _write_metas(gateway, older, on_progress)
+
+
+def _write_metas(
+    gateway: Gateway, metas: Sequence[tuple[int, dict[str, Any]]], on_progress: Progress | None
+) -> None:
+    """Replace the tasks' meta, :data:`META_WRITERS` at a time; ReviewError at the first
+    failure (what is not started then is not written)."""
+    stop = threading.Event()
+
+    def write(item: tuple[int, dict[str, Any]]) -> LabelStudioError | bool:
+        """True when written, False when skipped after a failure, else the failure."""
+        if stop.is_set():
+            return False
+        try:
+            gateway.update_task_meta(*item)
+        except LabelStudioError as exc:
+            stop.set()
+            return exc
+        return True
+
+    written, failed = 0, None
+    with ThreadPoolExecutor(META_WRITERS) as pool:
+        for (task_id, _), outcome in zip(metas, pool.map(write, metas), strict=True):
+            if isinstance(outcome, LabelStudioError):
+                failed = failed or (task_id, outcome)
+            elif outcome:
+                written += 1
+                if on_progress:
+                    on_progress("write", written, len(metas))
+    if failed is not None:
         raise ReviewError(
-            f"writing the review draw stopped at task {task.task_id} ({done} of {total} written): "
-            f"{exc}. Run the same command again: the interrupted draw is detected and finished."
-        ) from exc
+            f"writing the review draw stopped at task {failed[0]} ({written} of {len(metas)} "
+            f"written): {failed[1]}. Run the same command again: the interrupted draw is "
+            "detected and finished."
+        ) from failed[1]
 
 
 # --------------------------------------------------------------------------------------------
@@ -556,22 +708,25 @@ def _commit_view(
     gateway: Gateway,
     project_id: int,
     draw_id: str,
+    record: Mapping[str, Any] | None,
     drawn_ids: Sequence[int],
     views: Sequence[Mapping[str, Any]],
 ) -> int:
     """The sample view of ``draw_id`` (created if missing; older sample views are deleted).
 
-    Its ``data.act_draw_id`` is the commit mark of the draw.
+    Its ``data.act_draw_id`` is the commit mark of the draw, ``data.act`` its ``record``.
     """
     for view in views:
         if _view_draw_id(view) == draw_id:
             return int(view["id"])
-    data = {
+    data: dict[str, Any] = {
         "title": REVIEW_VIEW_TITLE,
         "ordering": SCORE_ASCENDING,
         "filters": _NO_FILTERS if drawn_ids else _MATCH_NOTHING,
         "act_draw_id": draw_id,
     }
+    if record is not None:
+        data["act"] = dict(record)
     created = gateway.create_view(project_id, data, drawn_ids)
     for view in views:
         if _title(view) == REVIEW_VIEW_TITLE:

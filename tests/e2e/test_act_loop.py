@@ -106,26 +106,25 @@ def test_setup_annotate_review_sync_report(env, ls_client, make_project, tmp_pat
         "7",
     )
     tasks = {t.data["text"]: t for t in ls_client.tasks.list(project=project_id, fields="all")}
-    meta = {text: t.meta["act"] for text, t in tasks.items()}
-    assert sum(m["pi"] for m in meta.values()) == pytest.approx(6, abs=1e-6)
+    # only the drawn tasks carry a review record (the others' π is recomputed by sync)
+    meta = {text: t.meta.get("act") for text, t in tasks.items()}
+    drawn = [text for text, m in meta.items() if m]
     # π: the floor 0.2·6/16 = 0.075 for all, and the top ⌊0.8·6⌋ = 4 suspicions get π = 1
     top4 = sorted(ITEMS, key=lambda t: -ITEMS[t][2])[:4]
     assert all(meta[t]["pi"] == pytest.approx(1.0) for t in top4)
-    assert all(m["pi"] >= 0.075 - 1e-9 for m in meta.values())
-    assert all(meta[t]["delta"] == 1 for t in top4)
+    assert all(meta[t]["pi"] >= 0.075 - 1e-9 and meta[t]["delta"] == 1 for t in drawn)
 
     # a second review run without --redraw keeps the draw
     run("review", "--project", pid, "--budget", "3", "--seed", "99")
     again = {
-        t.data["text"]: t.meta["act"]
+        t.data["text"]: t.meta.get("act")
         for t in ls_client.tasks.list(project=project_id, fields="all")
     }
     assert again == meta
 
     # reviewers label every drawn task with the truth; one extra task is reviewed outside the
     # sample; one cancelled annotation must not count
-    drawn = [text for text, m in meta.items() if m["delta"] == 1]
-    outside = next(text for text, m in meta.items() if m["delta"] == 0)
+    outside = next(text for text in ITEMS if text not in drawn)
     for text in drawn:
         ls_client.annotations.create(id=tasks[text].id, result=choice(ITEMS[text][0]))
     ls_client.annotations.create(id=tasks[outside].id, result=choice(ITEMS[outside][0]))
@@ -138,6 +137,8 @@ def test_setup_annotate_review_sync_report(env, ls_client, make_project, tmp_pat
     run("sync", "--project", pid, "--out", str(out), "--formats", "jsonl,csv,parquet")
     rows = {r["data"]["text"]: r for r in map(json.loads, (out / "training_set.jsonl").open())}
     assert len(rows) == len(ITEMS)
+    assert sum(row["pi"] for row in rows.values()) == pytest.approx(6, abs=1e-6)
+    assert all(row["pi"] >= 0.075 - 1e-9 for row in rows.values())
     for text, row in rows.items():
         true, machine, p = ITEMS[text]
         assert row["machine_label"] == [machine]
@@ -145,7 +146,8 @@ def test_setup_annotate_review_sync_report(env, ls_client, make_project, tmp_pat
         reviewed = text in drawn or text == outside
         assert row["reviewed"] is reviewed
         assert row["human_label"] == ([true] if reviewed else None)
-        pi = 1.0 if text == outside else meta[text]["pi"]
+        # not drawn and not reviewed: the weights do not depend on π
+        pi = meta[text]["pi"] if meta[text] else 1.0
         delta = 1 if reviewed else 0
         assert row["delta"] == delta
         assert row["outside_sample"] is (text == outside)

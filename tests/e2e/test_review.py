@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -16,6 +18,7 @@ from act_plugin.review import (
     compute_draw,
     draw_sample,
 )
+from act_plugin.sync import sync_training_set
 from tests.support.faulty_proxy import FaultyProxy
 from tests.support.projects import (
     CHOICES,
@@ -34,7 +37,7 @@ pytestmark = pytest.mark.e2e
 N_TASKS = 20
 ACT_KEYS = {
     "draw_id", "rule", "budget", "floor", "beta", "seed", "model_version", "drawn_at",
-    "n_tasks", "suspicion", "pi", "delta",
+    "n_tasks", "n_drawn", "suspicion_digest", "min_pi_undrawn", "suspicion", "pi", "delta",
 }  # fmt: skip
 
 
@@ -53,13 +56,20 @@ def act_metas(client, project_id):
     return {t: task["meta"].get("act") for t, task in read_tasks(client, project_id).items()}
 
 
+def synced_rows(client, project_id, out):
+    """The training-set rows ``ls-act sync`` makes, by task id."""
+    sync_training_set(client, project_id, out, formats=["jsonl"])
+    lines = (out / "training_set.jsonl").read_text().splitlines()
+    return {row["task_id"]: row for row in map(json.loads, lines)}
+
+
 def sample_views(http, project_id, title=REVIEW_VIEW_TITLE):
     views = http.get("/api/dm/views", params={"project": project_id}).json()
     return [v for v in views if v["data"].get("title") == title]
 
 
-def test_draw_is_stored_in_meta_and_read_back_by_another_client(
-    act_project, ls_client, label_studio
+def test_only_drawn_tasks_carry_a_record_and_another_client_reads_the_same_draw(
+    act_project, ls_client, label_studio, tmp_path
 ):
     project_id, suspicion = act_project
     some_task = min(suspicion)
@@ -71,32 +81,42 @@ def test_draw_is_stored_in_meta_and_read_back_by_another_client(
     tasks = read_tasks(other, project_id)
     assert tasks[some_task]["meta"]["source"] == "import-7"  # other meta keys kept
     ids = sorted(tasks)
-    acts = [tasks[t]["meta"]["act"] for t in ids]
-    assert all(set(a) == ACT_KEYS for a in acts)
-    assert {a["draw_id"] for a in acts} == {draw.draw_id}
-    assert all(
-        (a["rule"], a["budget"], a["floor"], a["beta"], a["seed"], a["model_version"])
-        == ("exponential", 6, 0.2, 10.0, 11, MODEL_VERSION)
-        for a in acts
-    )
-    assert [a["suspicion"] for a in acts] == pytest.approx([suspicion[t] for t in ids])
-    pi = np.array([a["pi"] for a in acts])
-    delta = np.array([a["delta"] for a in acts])
-    # budget accounting: Σπ = B, δ ~ Bernoulli(π) from the recorded seed, tasks ordered by id
-    assert pi.sum() == pytest.approx(6.0, abs=1e-6)
-    assert draw.expected == pytest.approx(6.0, abs=1e-6)
-    assert (pi >= 0.2 * 6 / N_TASKS - 1e-9).all()  # the floor share
-    np.testing.assert_array_equal(delta == 1, np.random.default_rng(11).random(N_TASKS) < pi)
-    order = np.argsort([suspicion[t] for t in ids])
-    assert (np.diff(pi[order]) >= -1e-12).all()  # more suspicious, more likely reviewed
-    assert draw.drawn == int(delta.sum())
-    assert draw.task_ids == tuple(t for t, d in zip(ids, delta, strict=True) if d == 1)
-    assert (draw.n_tasks, draw.n_without_prediction, draw.reused) == (N_TASKS, 0, False)
-    # same π from the stored parameters, computed here
-    expected_pi = inclusion_probabilities(
+    # π and δ computed here: tasks ordered by id, δ ~ Bernoulli(π) from the recorded seed
+    pi = inclusion_probabilities(
         [suspicion[t] for t in ids], 6, rule="exponential", floor=0.2, beta=10.0
     )
-    np.testing.assert_allclose(pi, expected_pi, atol=1e-9)
+    delta = np.random.default_rng(11).random(N_TASKS) < pi
+    drawn = [t for t, d in zip(ids, delta, strict=True) if d]
+    acts = {t: tasks[t]["meta"].get("act") for t in ids}
+    assert [t for t in ids if acts[t]] == drawn == list(draw.task_ids)  # nobody else written
+    for t in drawn:
+        a = acts[t]
+        assert set(a) == ACT_KEYS and a["draw_id"] == draw.draw_id and a["delta"] == 1
+        assert (a["rule"], a["budget"], a["floor"], a["beta"], a["seed"], a["model_version"]) == (
+            "exponential", 6, 0.2, 10.0, 11, MODEL_VERSION,
+        )  # fmt: skip
+        assert (a["n_tasks"], a["n_drawn"]) == (N_TASKS, len(drawn))
+        assert a["suspicion"] == pytest.approx(suspicion[t])
+        assert a["pi"] == pytest.approx(pi[ids.index(t)], abs=1e-9)
+        assert a["min_pi_undrawn"] == pytest.approx(pi[~delta].min(), abs=1e-9)
+    (view,) = sample_views(ls_http(label_studio), project_id)
+    assert view["data"]["act"]["task_ids"] == [[ids[0], ids[-1]]]
+    # budget accounting: Σπ = B, the floor share, more suspicious = more likely reviewed
+    assert pi.sum() == pytest.approx(6.0, abs=1e-6) and draw.expected == pytest.approx(6.0)
+    assert (pi >= 0.2 * 6 / N_TASKS - 1e-9).all()
+    order = np.argsort([suspicion[t] for t in ids])
+    assert (np.diff(pi[order]) >= -1e-12).all()
+    assert (draw.drawn, draw.n_tasks, draw.n_without_prediction, draw.reused) == (
+        len(drawn), N_TASKS, 0, False,
+    )  # fmt: skip
+
+    # sync from the other client gives every row its π, drawn or not
+    rows = synced_rows(other, project_id, tmp_path)
+    assert [rows[t]["pi"] for t in ids] == pytest.approx(list(pi), abs=1e-12)
+    assert [rows[t]["in_sample"] for t in ids] == list(delta)
+    assert {rows[t]["draw_id"] for t in ids} == {draw.draw_id}
+    undrawn = [t for t in ids if t not in drawn]
+    assert {(rows[t]["weight_machine"], rows[t]["weight_human"]) for t in undrawn} == {(1.0, 0.0)}
 
 
 def test_rerun_keeps_the_draw_and_redraw_replaces_it(act_project, ls_client, label_studio):
@@ -123,7 +143,8 @@ def test_rerun_keeps_the_draw_and_redraw_replaces_it(act_project, ls_client, lab
     new = draw_sample(ls_client, project_id, budget=5, rule="uniform", seed=2, redraw=True)
 
     assert not new.reused and new.draw_id != first.draw_id
-    acts = act_metas(ls_client, project_id)
+    acts = {t: a for t, a in act_metas(ls_client, project_id).items() if a}
+    assert sorted(acts) == list(new.task_ids)  # the first draw's records are gone
     assert {a["draw_id"] for a in acts.values()} == {new.draw_id}
     assert {a["rule"] for a in acts.values()} == {"uniform"}
     views = sample_views(http, project_id)
@@ -144,9 +165,9 @@ def test_thresholded_picks_the_top_b_and_the_view_lists_exactly_the_sample(
     top = by_suspicion[:5]
     assert draw.task_ids == tuple(sorted(top))
     assert draw.expected == 5.0 and draw.drawn == 5
-    acts = act_metas(ls_client, project_id)
-    assert {t for t, a in acts.items() if a["pi"] == 1.0} == set(top)
-    assert {t for t, a in acts.items() if a["pi"] == 0.0} == set(suspicion) - set(top)
+    acts = {t: a for t, a in act_metas(ls_client, project_id).items() if a}
+    assert sorted(acts) == sorted(top) and all(a["pi"] == 1.0 for a in acts.values())
+    assert {a["min_pi_undrawn"] for a in acts.values()} == {0.0}
 
     # the view shows exactly the sample, most suspicious first; so does the labeling stream
     assert view_task_ids(http, project_id, draw.view_id) == top
@@ -174,16 +195,22 @@ def test_budget_fraction_and_tasks_without_an_act_prediction(ls_client, make_pro
     assert draw.expected == pytest.approx(0.25 * N_TASKS, abs=1e-6)
     acts = act_metas(ls_client, project_id)
     assert all(acts[t] is None for t in others)
-    assert sum(acts[t]["pi"] for t in act_ids) == pytest.approx(5.0, abs=1e-6)
+    assert [t for t in act_ids if acts[t]] == list(draw.task_ids)
+    assert {acts[t]["n_tasks"] for t in draw.task_ids} == {N_TASKS}
 
 
-def test_an_empty_sample_gives_an_empty_view(act_project, ls_client, label_studio):
+def test_an_empty_sample_gives_an_empty_view(act_project, ls_client, label_studio, tmp_path):
     project_id, _ = act_project
     pi = np.full(N_TASKS, 1 / N_TASKS)
     seed = next(s for s in range(1000) if not (np.random.default_rng(s).random(N_TASKS) < pi).any())
     draw = draw_sample(ls_client, project_id, budget=1, rule="uniform", floor=0.0, seed=seed)
     assert draw.drawn == 0 and draw.task_ids == ()
     assert view_task_ids(ls_http(label_studio), project_id, draw.view_id) == []
+    assert all(a is None for a in act_metas(ls_client, project_id).values())
+    # the view's draw record alone gives every row its π
+    rows = synced_rows(ls_client, project_id, tmp_path)
+    assert [r["pi"] for r in rows.values()] == pytest.approx([1 / N_TASKS] * N_TASKS)
+    assert {r["draw_id"] for r in rows.values()} == {draw.draw_id}
 
 
 def test_clear_errors(act_project, ls_client, make_project):
@@ -202,19 +229,20 @@ def test_clear_errors(act_project, ls_client, make_project):
 
 
 def test_an_interrupted_draw_is_finished_and_never_mixed(
-    act_project, ls_client, label_studio, monkeypatch
+    act_project, ls_client, label_studio, monkeypatch, tmp_path
 ):
     project_id, suspicion = act_project
     monkeypatch.setattr(gateway, "RETRY_DELAYS", (0.01,))
-    # project, task list, views, then 8 meta writes succeed; the 9th write fails
-    with FaultyProxy(label_studio.url, fail_after=3 + 8) as proxy:
+    # project, task list, views, then 2 record writes succeed; the next ones fail
+    with FaultyProxy(label_studio.url, fail_after=3 + 2) as proxy:
         flaky = client_at(proxy.url, label_studio.token)
-        with pytest.raises(ReviewError, match=r"8 of 20 written.*again"):
-            draw_sample(flaky, project_id, budget=4, rule="exponential", seed=None)
+        with pytest.raises(ReviewError, match=r"\(2 of \d+ written\).*again"):
+            draw_sample(flaky, project_id, budget=12, rule="exponential", seed=None)
     partial = {t: a for t, a in act_metas(ls_client, project_id).items() if a}
-    assert len(partial) == 8 and len({a["draw_id"] for a in partial.values()}) == 1
+    assert len(partial) == 2 and len({a["draw_id"] for a in partial.values()}) == 1
     draw_id = next(iter(partial.values()))["draw_id"]
     seed = next(iter(partial.values()))["seed"]  # the random seed was recorded
+    assert not sample_views(ls_http(label_studio), project_id)  # not committed
 
     # the next run (other options, no redraw) finishes that draw instead of starting another
     finished = draw_sample(ls_client, project_id, budget=7, rule="uniform")
@@ -222,13 +250,15 @@ def test_an_interrupted_draw_is_finished_and_never_mixed(
     assert finished.draw_id == draw_id and "finished" in finished.note and not finished.reused
     acts = act_metas(ls_client, project_id)
     ids = sorted(acts)
-    assert {a["draw_id"] for a in acts.values()} == {draw_id}
     assert {t: acts[t] for t in partial} == partial  # the written part is untouched
-    params = DrawParams("exponential", 4, review.DEFAULT_FLOOR, 10.0, seed, MODEL_VERSION)
+    params = DrawParams("exponential", 12, review.DEFAULT_FLOOR, 10.0, seed, MODEL_VERSION)
     pi, delta = compute_draw([suspicion[t] for t in ids], params)
-    assert [acts[t]["pi"] for t in ids] == pytest.approx(list(pi), abs=1e-12)
-    assert [acts[t]["delta"] for t in ids] == [int(d) for d in delta]
-    assert finished.task_ids == tuple(t for t, d in zip(ids, delta, strict=True) if d)
+    drawn = [t for t, d in zip(ids, delta, strict=True) if d]
+    assert [t for t in ids if acts[t]] == drawn == list(finished.task_ids)
+    assert {acts[t]["draw_id"] for t in drawn} == {draw_id}
+    assert [acts[t]["pi"] for t in drawn] == pytest.approx([pi[ids.index(t)] for t in drawn])
+    rows = synced_rows(ls_client, project_id, tmp_path)
+    assert [rows[t]["pi"] for t in ids] == pytest.approx(list(pi), abs=1e-12)
 
 
 def test_an_interrupted_draw_over_changed_tasks_is_redone(
@@ -236,13 +266,13 @@ def test_an_interrupted_draw_over_changed_tasks_is_redone(
 ):
     project_id, _ = act_project
     monkeypatch.setattr(gateway, "RETRY_DELAYS", (0.01,))
-    with FaultyProxy(label_studio.url, fail_after=3 + 5, mode="close") as proxy:
+    with FaultyProxy(label_studio.url, fail_after=3 + 2, mode="close") as proxy:
         flaky = client_at(proxy.url, label_studio.token)
-        with pytest.raises(ReviewError, match="5 of 20 written"):
+        with pytest.raises(ReviewError, match=r"\(2 of \d+ written\)"):
             draw_sample(flaky, project_id, budget=4, seed=3)
     partial = {t: a for t, a in act_metas(ls_client, project_id).items() if a}
     stale = {a["draw_id"] for a in partial.values()}
-    assert len(partial) == 5 and len(stale) == 1
+    assert len(partial) == 2 and len(stale) == 1
     # a newer ACT prediction changes the suspicion of a task already written: the partial draw
     # cannot be completed consistently any more (a change elsewhere that leaves the written π
     # and δ as they are is simply taken into the finished draw)
@@ -251,4 +281,6 @@ def test_an_interrupted_draw_over_changed_tasks_is_redone(
     redone = draw_sample(ls_client, project_id, budget=4, seed=3)
 
     assert redone.draw_id not in stale and "could not be finished" in redone.note
-    assert {a["draw_id"] for a in act_metas(ls_client, project_id).values()} == {redone.draw_id}
+    acts = {t: a for t, a in act_metas(ls_client, project_id).items() if a}
+    assert sorted(acts) == list(redone.task_ids)  # the partial draw's records are gone
+    assert {a["draw_id"] for a in acts.values()} == {redone.draw_id}

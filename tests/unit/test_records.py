@@ -9,20 +9,29 @@ from act_backend.labeling import parse_label_config
 from act_backend.records import (
     DRAW_FIELDS,
     META_KEY,
+    REVIEW_VIEW_TITLE,
     answer_labels,
+    draw_record,
+    draw_record_of,
     encode_prediction,
+    id_ranges,
+    ids_in,
+    is_lean,
     record_pi,
     review_record,
     review_record_of,
+    suspicion_digest,
     suspicion_of,
     with_review_record,
+    without_review_record,
 )
 from tests.support.configs import TEXT_MULTI as MULTI
 from tests.support.projects import CHOICES, TEXTAREA
 
 DRAW = {
     "draw_id": "d1", "rule": "thresholded", "budget": 3, "floor": 0.1, "beta": 10.0, "seed": 7,
-    "model_version": "m", "drawn_at": "2026-01-01T00:00:00+00:00", "n_tasks": 5,
+    "model_version": "m", "drawn_at": "2026-01-01T00:00:00+00:00", "n_tasks": 5, "n_drawn": 2,
+    "suspicion_digest": "ab12", "min_pi_undrawn": 0.06,
 }  # fmt: skip
 
 
@@ -101,3 +110,29 @@ def test_invalid_review_records_are_rejected():
     for bad in ({"pi": 0.0}, {"pi": 1.5}, {"pi": True}, {"pi": "0.5"}, {"pi": None}):
         assert record_pi({**record, **bad}) is None
     assert record_pi({**record, "pi": 0.0, "delta": 0}) == 0.0  # not drawn: π = 0 is possible
+
+
+def test_the_draw_record_of_the_review_view_reads_back():
+    record = draw_record(DRAW, [9, 3, 4, 5, 11])
+    assert record["task_ids"] == [[3, 5], [9, 9], [11, 11]]
+    assert ids_in(record["task_ids"]) == {3, 4, 5, 9, 11}
+    view = {"data": {"title": REVIEW_VIEW_TITLE, "act_draw_id": "d1", META_KEY: record}}
+    assert draw_record_of(view) == record and is_lean(record)
+    # the UI may rewrite a view's data: the commit mark alone still names the draw
+    assert draw_record_of({"data": {"title": REVIEW_VIEW_TITLE, "act_draw_id": "d1"}}) == {
+        "draw_id": "d1"
+    }
+    assert draw_record_of({"data": {"title": "other", META_KEY: record}}) is None
+    assert not is_lean({"draw_id": "old", "n_tasks": 5})  # every task carried one
+    for bad in ([[1]], [[1, "2"]], "1-3", [[1.0, 2]]):
+        assert ids_in(bad) is None
+    assert id_ranges([]) == [] and ids_in([]) == set()
+
+
+def test_the_suspicion_digest_sees_any_change():
+    base = suspicion_digest([1, 2, 3], [0.1, 0.2, 0.3])
+    assert base == suspicion_digest([1, 2, 3], [0.1, 0.2, 0.3])
+    assert base != suspicion_digest([1, 2, 4], [0.1, 0.2, 0.3])
+    assert base != suspicion_digest([1, 2], [0.1, 0.2])
+    assert base != suspicion_digest([1, 2, 3], [0.1, 0.2, 0.30000000000000004])
+    assert without_review_record({"a": 1, META_KEY: {"draw_id": "d"}}) == {"a": 1}

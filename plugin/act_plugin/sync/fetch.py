@@ -6,10 +6,11 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from act_backend.records import draw_record_of
 from act_plugin.labelstudio import Gateway, parse_time
 
 __all__ = ["FINGERPRINT_FIELDS", "STATE_FILE", "Fetched", "fetch", "load_state", "state_of"]
@@ -43,6 +44,7 @@ class Fetched:
     fetched: int  # tasks read in full
     deleted: list[int]  # ids of the previous state that are gone
     incremental: bool  # only new and changed tasks were read in full
+    draw: dict[str, Any] | None = None  # the draw record the review view names, read each time
 
 
 def fetch(
@@ -51,7 +53,27 @@ def fetch(
     previous: Mapping[int, dict[str, Any]] | None,
     on_progress: Progress | None,
 ) -> Fetched:
-    """Every task's record: all read in full, or (with ``previous``) only what changed."""
+    """Every task's record: all read in full, or (with ``previous``) only what changed; and
+    the draw record of the review view (views are small, and not covered by the state)."""
+    fetched = _fetch_tasks(gateway, project_id, previous, on_progress)
+    return replace(fetched, draw=named_draw(gateway, project_id))
+
+
+def named_draw(gateway: Gateway, project_id: int) -> dict[str, Any] | None:
+    """The draw record of the project's review view (:func:`draw_record_of`), or None."""
+    for view in gateway.list_views(project_id):
+        record = draw_record_of(view)
+        if record is not None:
+            return record
+    return None
+
+
+def _fetch_tasks(
+    gateway: Gateway,
+    project_id: int,
+    previous: Mapping[int, dict[str, Any]] | None,
+    on_progress: Progress | None,
+) -> Fetched:
 
     def report(stage: str) -> Callable[[int, int], None] | None:
         return (lambda done, total: on_progress(stage, done, total)) if on_progress else None

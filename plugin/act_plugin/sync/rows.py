@@ -14,9 +14,17 @@ from typing import Any
 import numpy as np
 
 from act_backend.labeling import LabelingSpec
-from act_backend.records import answer_labels, record_pi, review_record_of, suspicion_of
+from act_backend.records import (
+    answer_labels,
+    ids_in,
+    is_lean,
+    record_pi,
+    review_record_of,
+    suspicion_of,
+)
 from act_plugin.act_math import act_weights
 from act_plugin.labelstudio import act_prediction, parse_time
+from act_plugin.review import draw_pi
 
 __all__ = ["COLUMNS", "MODEL_LAST_ACTIONS", "Problem", "build_rows"]
 
@@ -45,6 +53,21 @@ MODEL_LAST_ACTIONS = frozenset({"prediction", "propagated_annotation", "imported
 
 
 @dataclass(frozen=True)
+class _Draw:
+    """The current draw as the rows read it."""
+
+    draw_id: str
+    record: Mapping[str, Any]  # its facts: the review view's draw record, else a task's record
+    drawn_carriers: int  # tasks carrying its record with delta 1
+    members: frozenset[int] | None  # the tasks it was made over, when the view says
+    pi: dict[int, float] | None  # π of each of its tasks, recomputed; None when impossible
+
+    @property
+    def lean(self) -> bool:
+        return is_lean(self.record)
+
+
+@dataclass(frozen=True)
 class Problem:
     """A task (or, with ``task_id`` None, the draw) whose rows need a human's attention."""
 
@@ -59,47 +82,71 @@ def build_rows(
     model_version: str,
     lam: float = 1.0,
     bot_users: Iterable[int] = (),
+    draw: Mapping[str, Any] | None = None,
 ) -> tuple[list[dict[str, Any]], list[Problem]]:
     """Rows (sorted by task_id, columns :data:`COLUMNS`) and problems, from task dicts.
 
-    ``tasks`` are Label Studio tasks with ``predictions``, ``annotations`` and ``meta``.
+    ``tasks`` are Label Studio tasks with ``predictions``, ``annotations`` and ``meta``;
+    ``draw`` is the draw record the review view names
+    (:func:`act_backend.records.draw_record_of`), if any.
     """
     bots = {int(b) for b in bot_users}
     acts = [(t, p) for t in tasks if (p := act_prediction(t, model_version)) is not None]
     acts.sort(key=lambda item: int(item[0]["id"]))
-    draw_id, draw_meta = _current_draw([t for t, _ in acts])
+    current = _current_draw(acts, draw)
     rows: list[dict[str, Any]] = []
     problems: list[Problem] = []
     for task, prediction in acts:
-        row, reasons = _row(task, prediction, spec, draw_id, bots)
+        row, reasons = _row(task, prediction, spec, current, bots)
         rows.append(row)
         problems.extend(Problem(row["task_id"], r) for r in reasons)
-    problems.extend(_draw_problems(rows, draw_id, draw_meta, model_version))
+    problems.extend(_draw_problems(rows, current, model_version))
     _add_weights(rows, lam)
     return rows, problems
 
 
-def _current_draw(tasks: Sequence[Mapping[str, Any]]) -> tuple[str | None, dict[str, Any]]:
-    """The draw most tasks carry (ties: the newest); its meta as found on its first task."""
+def _current_draw(
+    acts: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]], named: Mapping[str, Any] | None
+) -> _Draw | None:
+    """The draw the review view names, else the newest the tasks carry (ties: the most
+    carriers), with the π of its tasks recomputed when it wrote drawn tasks only."""
     carriers: dict[str, list[dict[str, Any]]] = {}
-    for task in tasks:
+    for task, _ in acts:
         act = review_record_of(task.get("meta"))
         if act is not None:
             carriers.setdefault(act["draw_id"], []).append(act)
-    if not carriers:
-        return None, {}
-    draw_id = max(
-        carriers,
-        key=lambda d: (len(carriers[d]), parse_time(carriers[d][0].get("drawn_at")), d),
+    has_facts = named is not None and "n_tasks" in named
+    if named is not None and (has_facts or named["draw_id"] in carriers):
+        draw_id = named["draw_id"]
+    elif carriers:
+        draw_id = max(
+            carriers,
+            key=lambda d: (parse_time(carriers[d][0].get("drawn_at")), len(carriers[d]), d),
+        )
+    else:
+        return None
+    mine = carriers.get(draw_id, [])
+    record = named if has_facts and named["draw_id"] == draw_id else mine[0]  # type: ignore[index]
+    members = ids_in(record.get("task_ids"))
+    pairs = [
+        (int(t["id"]), suspicion_of(p))
+        for t, p in acts
+        if members is None or int(t["id"]) in members
+    ]
+    return _Draw(
+        draw_id=draw_id,
+        record=record,
+        drawn_carriers=sum(a.get("delta") == 1 for a in mine),
+        members=frozenset(members) if members is not None else None,
+        pi=draw_pi(record, pairs) if is_lean(record) else None,
     )
-    return draw_id, carriers[draw_id][0]
 
 
 def _row(
     task: Mapping[str, Any],
     prediction: Mapping[str, Any],
     spec: LabelingSpec,
-    draw_id: str | None,
+    current: _Draw | None,
     bots: set[int],
 ) -> tuple[dict[str, Any], list[str]]:
     """One row (without weights) and the reasons it is a problem."""
@@ -117,16 +164,8 @@ def _row(
             reasons.append(f"annotation {annotation.get('id')}: label {human!r} {human_error}")
     reviewed = annotation is not None and not reasons
 
-    act = review_record_of(task.get("meta"))
-    pi = None
-    in_sample = False
-    if act is not None and act["draw_id"] != draw_id:
-        reasons.append(f"carries draw {act['draw_id']}, not the current draw {draw_id}")
-    elif act is not None:
-        pi, in_sample = record_pi(act), act.get("delta") == 1
-        if pi is None:
-            reasons.append(f"meta of draw {draw_id} has no valid pi")
-            in_sample = False
+    pi, in_sample, in_draw, reason = _draw_pi(task_id, review_record_of(task.get("meta")), current)
+    reasons.extend([reason] if reason else [])
     outside = reviewed and not in_sample
     chosen = annotation if reviewed and annotation is not None else {}
     return {
@@ -147,8 +186,31 @@ def _row(
         "model_version": str(prediction.get("model_version")),
         "annotation_id": _int_or_none(chosen.get("id")),
         "annotator": _int_or_none(chosen.get("completed_by")),
-        "draw_id": draw_id if act is not None and act["draw_id"] == draw_id else None,
+        "draw_id": current.draw_id if in_draw and current is not None else None,
     }, reasons
+
+
+def _draw_pi(
+    task_id: int, act: Mapping[str, Any] | None, current: _Draw | None
+) -> tuple[float | None, bool, bool, str | None]:
+    """(π, drawn, in the draw, a problem) of a task: π from its record when it carries the
+    current draw's, else recomputed; a record of another draw is a problem unless the current
+    draw wrote drawn tasks only (then it is an older record, ignored)."""
+    if current is not None and act is not None and act["draw_id"] == current.draw_id:
+        pi = record_pi(act)
+        if pi is None:
+            return None, False, True, f"meta of draw {current.draw_id} has no valid pi"
+        return pi, act.get("delta") == 1, True, None
+    if current is not None and current.pi is not None and task_id in current.pi:
+        return current.pi[task_id], False, True, None
+    if act is not None and current is not None and not current.lean:
+        return (
+            None,
+            False,
+            False,
+            f"carries draw {act['draw_id']}, not the current draw " + (current.draw_id),
+        )
+    return None, False, current is not None and task_id in (current.members or ()), None
 
 
 def _is_human_review(annotation: Mapping[str, Any], bots: set[int]) -> bool:
@@ -198,35 +260,54 @@ def _same(machine: list[str] | None, human: list[str] | None, spec: LabelingSpec
 
 
 def _draw_problems(
-    rows: Sequence[Mapping[str, Any]],
-    draw_id: str | None,
-    draw_meta: Mapping[str, Any],
-    model_version: str,
+    rows: Sequence[Mapping[str, Any]], current: _Draw | None, model_version: str
 ) -> list[Problem]:
-    if draw_id is None:
+    if current is None:
         return []
-    problems = []
-    carried = sum(1 for row in rows if row["draw_id"] == draw_id)
-    n_tasks = draw_meta.get("n_tasks")
-    if isinstance(n_tasks, int) and carried < n_tasks:
-        problems.append(
-            Problem(
-                None,
+    reasons = [_coverage(rows, current)]
+    drawn_version = current.record.get("model_version")
+    if drawn_version and drawn_version != model_version:
+        reasons.append(
+            f"draw {current.draw_id} was made from model_version {drawn_version!r}; these rows "
+            f"use {model_version!r}"
+        )
+    return [Problem(None, reason) for reason in reasons if reason]
+
+
+def _coverage(rows: Sequence[Mapping[str, Any]], current: _Draw) -> str | None:
+    """What is missing of the draw: deleted tasks, unwritten records, changed suspicions."""
+    draw_id, n_tasks = current.draw_id, current.record.get("n_tasks")
+    unknown_pi = "the π of the rows not drawn cannot be recomputed (left empty; their weights "
+    unknown_pi += "do not depend on π)"
+    if not current.lean:
+        carried = sum(1 for row in rows if row["draw_id"] == draw_id)
+        if isinstance(n_tasks, int) and carried < n_tasks:
+            return (
                 f"draw {draw_id} covered {n_tasks} tasks but only {carried} carry it now: tasks "
                 "were deleted since the draw (the rest is read without them), or `ls-act review` "
-                "was interrupted (run it again to finish the draw)",
+                "was interrupted (run it again to finish the draw)"
             )
+        return None
+    present = {int(row["task_id"]) for row in rows}
+    if current.members is not None and not current.members <= present:
+        left = len(current.members & present)
+        return (
+            f"draw {draw_id} covered {n_tasks} tasks but only {left} are left: tasks were "
+            f"deleted since the draw, so {unknown_pi}"
         )
-    drawn_version = draw_meta.get("model_version")
-    if drawn_version and drawn_version != model_version:
-        problems.append(
-            Problem(
-                None,
-                f"draw {draw_id} was made from model_version {drawn_version!r}; these rows use "
-                f"{model_version!r}",
-            )
+    n_drawn = current.record.get("n_drawn")
+    if isinstance(n_drawn, int) and current.drawn_carriers < n_drawn:
+        return (
+            f"draw {draw_id} drew {n_drawn} tasks but only {current.drawn_carriers} carry its "
+            "record: `ls-act review` was interrupted (run it again to finish the draw), or "
+            "drawn tasks were deleted"
         )
-    return problems
+    if current.pi is None:
+        return (
+            f"the suspicions of the tasks of draw {draw_id} are not those it was drawn from "
+            f"(its fingerprint differs: a newer ACT prediction, or tasks deleted), so {unknown_pi}"
+        )
+    return None
 
 
 def _add_weights(rows: list[dict[str, Any]], lam: float) -> None:

@@ -106,7 +106,12 @@ def sync_training_set(
     except (ValueError, UnsupportedConfig) as exc:
         raise SyncError(f"project {project_id}: {exc}") from None
     rows, problems = build_rows(
-        fetched.records.values(), spec, model_version=version, lam=lam, bot_users=bots
+        fetched.records.values(),
+        spec,
+        model_version=version,
+        lam=lam,
+        bot_users=bots,
+        draw=fetched.draw,
     )
     try:
         paths = write_outputs(out_dir, rows, chosen, state_of(project, fetched.records))
