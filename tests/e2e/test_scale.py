@@ -129,6 +129,9 @@ def test_review_imports_only_the_drawn_rows_and_sync_joins_the_reviews(
         assert (again.imported, again.skipped, again.duplicates_removed) == (3, len(drawn) - 3, 1)
         counts = [len(read_tasks(ls_client, p)) for p in projects.values()]
         assert sum(counts) == len(drawn)
+        rerun = scale("review", "-o", out, "--budget", "5", "--shard-size", str(SHARD),
+                      "--title", title, *ls).output  # fmt: skip
+        assert "stored draw kept" in rerun and f"0 / {len(drawn)}" in rerun
         tasks = {
             t["meta"][ITEM_KEY]["row"]: t
             for p in projects.values()

@@ -132,13 +132,20 @@ def review(
     """Draw the review sample from the Parquet; import only the drawn rows into Label Studio."""
     from act_plugin.labelstudio import LabelStudioError
     from act_plugin.scale.annotate import ScaleError
-    from act_plugin.scale.review import draw_dataset, draw_params, import_sample
+    from act_plugin.scale.review import (
+        DRAW_FILE,
+        REVIEW,
+        draw_dataset,
+        draw_params,
+        import_sample,
+    )
     from act_plugin.scale.store import Store, StoreError
 
     main = _main()
     client = main._label_studio(label_studio_url, api_key)
     count: int | float = int(budget) if budget >= 1 and float(budget).is_integer() else budget
     store = Store(output)
+    kept = not redraw and store.exists(REVIEW, DRAW_FILE)
     with main._task_progress("drawing") as (progress, bar):
         try:
             draw = draw_dataset(
@@ -152,6 +159,8 @@ def review(
         except (ScaleError, StoreError, LabelStudioError, ValueError) as exc:
             raise _fail(str(exc)) from None
     table = main._kv_table(f"review sample {draw['draw_id']}")
+    status = "stored draw kept (--redraw replaces it)" if kept else "new draw"
+    table.add_row("status", status)
     table.add_row("rule", f"{draw['rule']} (floor {draw['floor']}, seed {draw['seed']})")
     table.add_row("rows in the draw", str(draw["n_tasks"]))
     table.add_row("imported now / already there", f"{result.imported} / {result.skipped}")
