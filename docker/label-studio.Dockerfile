@@ -29,7 +29,7 @@ COPY --from=wheelhouse /wheels/ /wheels/
 ARG LABEL_STUDIO_VERSION=1.23.2
 RUN if [ -n "$(ls -A /wheels)" ]; then set -- --no-index --find-links /wheels; fi \
     && /opt/label-studio/bin/pip install --no-cache-dir "$@" "label-studio==${LABEL_STUDIO_VERSION}" \
-    && /opt/label-studio/bin/label-studio --version > /dev/null
+    && /opt/label-studio/bin/python3 -c "import label_studio"
 
 # ---------------------------------------------------------------- runtime
 FROM ${BASE_IMAGE} AS runtime
