@@ -398,7 +398,7 @@ def test_compose_stack_runs_the_act_loop_and_keeps_its_volumes(
     ls = client_at(stack.ls_url, stack.token)
     project = ls.projects.create(title="docker stack", label_config=TEXT).id
     assert project is not None
-    ls.projects.import_tasks(id=project, request=[{"text": text} for text in ITEMS])
+    ls.projects.import_tasks(id=project, request=[{"data": {"text": t}} for t in ITEMS])
 
     for key, value in {
         "LABEL_STUDIO_URL": stack.ls_url,
@@ -423,9 +423,11 @@ def test_compose_stack_runs_the_act_loop_and_keeps_its_volumes(
         assert prediction["score"] == pytest.approx(1 - p)
 
     _cli("review", "--project", pid, "--budget", "2", "--seed", "3")
-    meta = {t["data"]["text"]: t["meta"]["act"] for t in read_tasks(ls, project).values()}
-    assert sum(m["pi"] for m in meta.values()) == pytest.approx(2, abs=1e-6)
-    assert meta["it was fine I guess"]["pi"] > meta["a great film, loved it"]["pi"]
+    # drawn tasks carry their review record (meta["act"]); the most suspicious one is drawn
+    acts = {t["data"]["text"]: t["meta"].get("act") for t in read_tasks(ls, project).values()}
+    drawn = {text: act for text, act in acts.items() if act}
+    assert "it was fine I guess" in drawn, acts
+    assert all(act["delta"] == 1 and 0 < act["pi"] <= 1 for act in drawn.values()), drawn
 
     out = tmp_path / "training-set"
     _cli("sync", "--project", pid, "--out", str(out), "--formats", "jsonl")
