@@ -15,6 +15,7 @@ from label_studio_sdk import LabelStudio
 from pydantic import SecretStr
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -73,7 +74,7 @@ DEFAULT_DEMO_DIR = Path.home() / ".local" / "share" / "label-studio-act" / "demo
 
 def _error(message: object) -> None:
     """An error line on stderr, with every known secret masked."""
-    err.print(f"[red]error:[/] {redact(str(message))}")
+    err.print(f"[red]error:[/] {escape(redact(str(message)))}")  # "[offline]" is no markup
 
 
 def _label_studio(url: str, api_key: str) -> LabelStudio:
@@ -334,7 +335,8 @@ def _print_annotate_summary(result: Any) -> None:
     )
     table.add_row("time", f"{result.seconds:.1f} s")
     for kind, count in result.errors.most_common():
-        table.add_row(f"[red]error {kind}[/]", f"{count}, e.g. {redact(result.examples[kind])}")
+        example = escape(redact(result.examples[kind]))
+        table.add_row(f"[red]error {kind}[/]", f"{count}, e.g. {example}")
     if result.interrupted:
         table.add_row("[yellow]interrupted[/]", "run again to continue where it stopped")
     err.print(table)
