@@ -18,6 +18,7 @@ from act_plugin.cli import app
 from tests.support.backend import serve_backend, settings_for
 from tests.support.configs import TEXT
 from tests.support.llm import ScriptedLLM
+from tests.support.projects import choice
 
 pytestmark = pytest.mark.e2e
 
@@ -72,17 +73,6 @@ def env(tmp_path, label_studio, monkeypatch):
             monkeypatch.setenv(key, value)
         with serve_backend(settings) as backend_url:
             yield backend_url
-
-
-def choice(label: str) -> list[dict]:
-    return [
-        {
-            "from_name": "sentiment",
-            "to_name": "text",
-            "type": "choices",
-            "value": {"choices": [label]},
-        }
-    ]
 
 
 def test_setup_annotate_review_sync_report(env, ls_client, make_project, tmp_path):

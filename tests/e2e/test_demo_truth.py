@@ -20,6 +20,7 @@ from act_plugin.cli import app
 from act_plugin.demo import DEMO_SEED, demo_label_config
 from act_plugin.demo_data import load_debian_dataset
 from tests.support.backend import serve_backend
+from tests.support.projects import choice
 
 pytestmark = pytest.mark.e2e
 
@@ -47,17 +48,6 @@ def offline_backend(tmp_path, label_studio, monkeypatch):
         yield url
 
 
-def section(value: str) -> list[dict]:
-    return [
-        {
-            "from_name": "section",
-            "to_name": "text",
-            "type": "choices",
-            "value": {"choices": [value]},
-        }
-    ]
-
-
 def rows_of(out) -> list[dict]:
     return [json.loads(line) for line in (out / "training_set.jsonl").read_text().splitlines()]
 
@@ -78,7 +68,8 @@ def test_demo_report_intervals_contain_the_truth(
     assert 40 <= len(drawn) <= 110  # about 20% of 360
     assert all(row["weight_machine"] == row["weight_human"] == 0.0 for row in drawn)
     for row in drawn:  # the reviewers: the true section of every drawn task
-        ls_client.annotations.create(id=row["task_id"], result=section(truth[row["data"]["text"]]))
+        label = truth[row["data"]["text"]]
+        ls_client.annotations.create(id=row["task_id"], result=choice(label, control="section"))
 
     run("sync", "--project", pid, "--out", str(out), "--formats", "jsonl")
     rows = rows_of(out)
