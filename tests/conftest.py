@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,6 +23,12 @@ from tests.support.llama_server import (
     require_modules,
     smollm2_gguf,
 )
+
+# Subprocesses the tests start (ls-act serve, the CLI) import the same checkout as the tests.
+_CHECKOUT = Path(__file__).resolve().parents[1]
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [str(_CHECKOUT / "backend"), str(_CHECKOUT / "plugin"), os.environ.get("PYTHONPATH", "")]
+).rstrip(os.pathsep)
 
 MakeProject = Callable[[str, Sequence[dict[str, Any]]], int]
 
