@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
-
-from werkzeug.serving import make_server
 
 from act_backend.app import create_app
 from act_backend.settings import Settings, load_settings
 from act_backend.testing.openai_server import OpenAIStubServer
+from act_plugin.demo import serve_in_thread
 
 
 def settings_for(llm: OpenAIStubServer, cache_dir: Path, **env: str) -> Settings:
@@ -27,18 +24,9 @@ def settings_for(llm: OpenAIStubServer, cache_dir: Path, **env: str) -> Settings
     return load_settings(env={**base, **env})
 
 
-@contextmanager
-def serve_backend(settings: Settings, host: str = "127.0.0.1") -> Iterator[str]:
-    """Our Flask app on real HTTP in a thread; yields its base URL."""
-    app = create_app(settings)
-    server = make_server(host, 0, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    try:
-        yield f"http://{host}:{server.server_port}"
-    finally:
-        server.shutdown()
-        app.config["ACT_SERVICE"].close()
+def serve_backend(settings: Settings) -> AbstractContextManager[str]:
+    """Our Flask app on real HTTP (127.0.0.1, a free port) in a thread; yields its base URL."""
+    return serve_in_thread(settings, 0)
 
 
 def predict(llm: OpenAIStubServer, tmp_path: Path, config: str, tasks: list, **env: str) -> Any:
