@@ -56,6 +56,7 @@ __all__ = [
     "draw_fields",
     "draw_params",
     "import_sample",
+    "shard_projects",
     "shard_title",
 ]
 
@@ -235,7 +236,7 @@ def import_sample(
     draw = store.read_json(REVIEW, DRAW_FILE)
     spec = parse_label_config(manifest["label_config"], rationale_field=manifest["rationale_field"])
     result = ImportResult(draw=draw)
-    projects = _load_projects(store, draw["draw_id"])
+    projects = shard_projects(store, draw["draw_id"])
     total = _drawn_count(store)
     shard, held, chunk = -1, set(), []
     for position, task in enumerate(_drawn_tasks(store, spec, draw)):
@@ -310,7 +311,8 @@ def machine_prediction(row: Mapping[str, Any], spec: LabelingSpec) -> dict[str, 
     )  # fmt: skip
 
 
-def _load_projects(store: Store, draw_id: str) -> dict[int, int]:
+def shard_projects(store: Store, draw_id: str) -> dict[int, int]:
+    """Shard → project id of the draw's review projects, as recorded in the run."""
     if not store.exists(REVIEW, PROJECTS_FILE):
         return {}
     stored = store.read_json(REVIEW, PROJECTS_FILE)

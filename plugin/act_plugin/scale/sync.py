@@ -30,12 +30,13 @@ from act_backend.labeling import LabelingSpec, parse_label_config
 from act_backend.records import review_record
 from act_plugin.labelstudio import Gateway
 from act_plugin.sync import Problem, build_rows
+from act_plugin.sync.fetch import ANNOTATION_FIELDS
 from act_plugin.sync.outputs import OUTPUT_NAMES, write_outputs
 from act_plugin.validation import check_lam
 
 from .annotate import ANNOTATIONS, ScaleError
 from .projects import item_row, iter_tasks
-from .review import DRAW_FILE, PROJECTS_FILE, REVIEW, draw_fields, machine_prediction
+from .review import DRAW_FILE, REVIEW, draw_fields, machine_prediction, shard_projects
 from .store import Store
 
 __all__ = ["SCALE_FORMATS", "ScaleSyncResult", "sync_dataset"]
@@ -44,11 +45,6 @@ __all__ = ["SCALE_FORMATS", "ScaleSyncResult", "sync_dataset"]
 #: ``datasets.load_dataset("parquet", data_dir=<out>/parquet)``).
 SCALE_FORMATS: tuple[str, ...] = ("jsonl", "csv", "parquet")
 _SUFFIXES = {"jsonl": "jsonl", "csv": "csv", "parquet": "parquet"}
-#: Annotation fields that the row rules read (as ``ls-act sync`` keeps them).
-_ANNOTATION_FIELDS = (
-    "id", "result", "completed_by", "was_cancelled", "created_at", "updated_at",
-    "last_action", "parent_prediction", "lead_time", "updated_by", "import_id",
-)  # fmt: skip
 #: ``on_progress(stage, done, total)``: stage "read" (tasks of a shard) or "write" (blocks).
 Progress = Callable[[str, int, int], None]
 
@@ -92,7 +88,8 @@ def sync_dataset(
         raise ScaleError("no draw yet: run `ls-act scale review` first")
     draw = store.read_json(REVIEW, DRAW_FILE)
     spec = parse_label_config(manifest["label_config"], rationale_field=manifest["rationale_field"])
-    reviews = _annotations_by_row(Gateway(client), _projects(store, draw["draw_id"]), on_progress)
+    projects = [p for _, p in sorted(shard_projects(store, draw["draw_id"]).items())]
+    reviews = _annotations_by_row(Gateway(client), projects, on_progress)
     result = ScaleSyncResult()
     blocks = store.blocks()
     for block in blocks:
@@ -121,11 +118,6 @@ def _check_formats(formats: Sequence[str]) -> tuple[str, ...]:
     return tuple(f for f in SCALE_FORMATS if f in chosen)
 
 
-def _projects(store: Store, draw_id: str) -> list[int]:
-    stored = store.read_json(REVIEW, PROJECTS_FILE) if store.exists(REVIEW, PROJECTS_FILE) else {}
-    return [int(v) for _, v in sorted(stored.get(draw_id, {}).items(), key=lambda kv: int(kv[0]))]
-
-
 def _annotations_by_row(
     gateway: Gateway, projects: Sequence[int], on_progress: Progress | None
 ) -> dict[int, list[dict[str, Any]]]:
@@ -136,7 +128,7 @@ def _annotations_by_row(
             row = item_row(task)
             if row is not None:
                 found.setdefault(row, []).extend(
-                    {k: a.get(k) for k in _ANNOTATION_FIELDS} for a in task.get("annotations") or []
+                    {k: a.get(k) for k in ANNOTATION_FIELDS} for a in task.get("annotations") or []
                 )
             if on_progress:
                 on_progress("read", done, 0)

@@ -13,7 +13,15 @@ from typing import Any
 from act_backend.records import draw_record_of
 from act_plugin.labelstudio import Gateway, parse_time
 
-__all__ = ["FINGERPRINT_FIELDS", "STATE_FILE", "Fetched", "fetch", "load_state", "state_of"]
+__all__ = [
+    "ANNOTATION_FIELDS",
+    "FINGERPRINT_FIELDS",
+    "STATE_FILE",
+    "Fetched",
+    "fetch",
+    "load_state",
+    "state_of",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -27,7 +35,8 @@ FINGERPRINT_FIELDS = (
     "total_predictions",
 )
 _PREDICTION_FIELDS = ("id", "model_version", "score", "mislabeling", "result", "created_at")
-_ANNOTATION_FIELDS = (
+#: Annotation fields that the row rules read (all a task record keeps of an annotation).
+ANNOTATION_FIELDS = (
     "id", "result", "completed_by", "was_cancelled", "created_at", "updated_at",
     "last_action", "parent_prediction", "lead_time", "updated_by", "import_id",
 )  # fmt: skip
@@ -120,7 +129,7 @@ def _compact(task: Mapping[str, Any]) -> dict[str, Any]:
         {k: p.get(k) for k in _PREDICTION_FIELDS} for p in task.get("predictions") or []
     ]
     record["annotations"] = [
-        {k: a.get(k) for k in _ANNOTATION_FIELDS} for a in task.get("annotations") or []
+        {k: a.get(k) for k in ANNOTATION_FIELDS} for a in task.get("annotations") or []
     ]
     return record
 
