@@ -47,7 +47,7 @@ import numpy as np
 from act_plugin.act_math import (
     CROSS_FIT_FOLDS,
     DEFAULT_FLOOR,
-    _assisted_totals,
+    _assisted_applies,
     _cross_fitted,
     _ht_totals,
     _ma_totals,
@@ -120,7 +120,7 @@ def intervals(
     n = pi.size
     folds = np.arange(n) % CROSS_FIT_FOLDS
     raw = _ma_totals(e, delta, pi, _cross_fitted(eps, e, delta, pi, folds), alpha)
-    ma, _ = _assisted_totals(eps, e, delta, pi, folds, alpha)
+    ma = raw if _assisted_applies(pi) else ht  # what _assisted_totals returns, not refitted
     return {
         "normal": (ht.estimate, *np.clip([ht.estimate - half, ht.estimate + half], 0, n)),
         "gamma": (ht.estimate, ht.low, ht.high),

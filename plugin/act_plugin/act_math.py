@@ -43,6 +43,7 @@ from act_plugin.validation import (
     as_review,
     as_unit,
     as_vector,
+    as_weights,
     budget_count,
     check_lam,
     check_real,
@@ -681,10 +682,7 @@ def calibrate_suspicion(
     """
     eps = as_unit(suspicion, "suspicion")
     e = as_indicator(wrong, "wrong", n=eps.size)
-    u = as_finite(weights, "weights", n=eps.size)
-    bad = u < 0.0
-    if bad.any():
-        raise ValueError(first_bad(u, bad, "weights", "be >= 0"))
+    u = as_weights(weights, "weights", n=eps.size)
     r = check_real(ridge, "ridge", low=0.0, high=math.inf, closed="left")
     a, b = _platt_fit(_logit(eps), e, u, ridge=r)
 
@@ -866,6 +864,12 @@ def _ma_totals(
 MIN_ASSISTED_REVIEWS = 10
 
 
+def _assisted_applies(pi: np.ndarray, minimum: float = MIN_ASSISTED_REVIEWS) -> bool:
+    """Whether the design expects at least ``minimum`` reviews among rows with 0 < π < 1."""
+    partial, _ = _inverse_partial(pi)
+    return bool(pi[partial].sum() >= minimum)
+
+
 def _assisted_totals(
     suspicion: np.ndarray,
     wrong: np.ndarray,
@@ -877,8 +881,7 @@ def _assisted_totals(
 ) -> tuple[_Totals, bool]:
     """The model-assisted totals if Σ_{0<π<1} π ≥ ``minimum``, else Horvitz–Thompson; and
     whether the model-assisted ones were used."""
-    partial, _ = _inverse_partial(pi)
-    used = bool(pi[partial].sum() >= minimum)
+    used = _assisted_applies(pi, minimum)
     if not used:
         return _ht_totals(wrong, delta, pi, alpha), used
     predicted = _cross_fitted(suspicion, wrong, delta, pi, folds)
@@ -1263,10 +1266,7 @@ def weighted_auroc(
     0.9
     """
     scores, wrong = _scores_and_labels(suspicion, is_wrong)
-    u = as_finite(weights, "weights", n=scores.size)
-    bad = u < 0.0
-    if bad.any():
-        raise ValueError(first_bad(u, bad, "weights", "be >= 0"))
+    u = as_weights(weights, "weights", n=scores.size)
     u_wrong, u_right = float(u[wrong].sum()), float(u[~wrong].sum())
     if u_wrong == 0.0 or u_right == 0.0:
         return _one_class_nan("weighted AUROC", f"weight {u_wrong:g} wrong, {u_right:g} right")

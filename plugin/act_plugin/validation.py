@@ -41,6 +41,15 @@ def as_finite(values: npt.ArrayLike, name: str, *, n: int | None = None) -> np.n
     return array
 
 
+def as_weights(values: npt.ArrayLike, name: str, *, n: int | None = None) -> np.ndarray:
+    """A 1-D float array of finite numbers ≥ 0."""
+    array = as_finite(values, name, n=n)
+    bad = array < 0.0
+    if bad.any():
+        raise ValueError(first_bad(array, bad, name, "be >= 0"))
+    return array
+
+
 def as_unit(values: npt.ArrayLike, name: str, *, n: int | None = None) -> np.ndarray:
     """A 1-D float array with every entry in [0, 1]."""
     array = as_vector(values, name, n=n)

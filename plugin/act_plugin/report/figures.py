@@ -412,10 +412,9 @@ def _compute(
 def _error_count(table: Table, domain: np.ndarray, confidence: float, method: str) -> ErrorCount:
     """``act_math.error_count_estimate`` on the rows of ``domain`` (e_i is sync's
     machine_correct, multi-label order included)."""
-    delta = table.delta[domain]
     return error_count_estimate(
-        table.wrong[domain] & delta,
-        delta,
+        table.wrong[domain],
+        table.delta[domain],
         table.pi[domain],
         suspicion=table.suspicion[domain],
         method=method,
@@ -451,7 +450,7 @@ def _calibration(table: Table, in_est: np.ndarray, confidence: float) -> tuple[C
     if reviewed_any:
         calibrated[in_est] = cross_fitted_probabilities(
             table.suspicion[in_est],
-            table.wrong[in_est] & table.delta[in_est],
+            table.wrong[in_est],
             table.delta[in_est],
             table.pi[in_est],
         )
