@@ -231,12 +231,8 @@ def json_depth(value: Any) -> int:
 
 def _check_basic_auth() -> Any:
     """The same check as the ASGI front's, for the dev server and for tests of the app alone."""
-    settings = _service().settings
-    if not settings.basic_auth_user:
-        return None
-    password = settings.basic_auth_password
-    expected = password.get_secret_value() if password else ""
-    if basic_auth_ok(request.headers.get("Authorization"), settings.basic_auth_user, expected):
+    credentials = _service().settings.basic_auth()
+    if credentials is None or basic_auth_ok(request.headers.get("Authorization"), *credentials):
         return None
     response = _error(401, UNAUTHORIZED_MESSAGE)
     response.headers["WWW-Authenticate"] = CHALLENGE

@@ -222,12 +222,11 @@ class ChatClient(CachedChat):
         """Ask in the known dialect; while none is known, one caller negotiates at a time."""
         setting = self.settings.structured_output
         known = self.dialects.get() if setting == AUTO else None
-        if setting != AUTO or known is not None:
-            return self._negotiate(body, schema, name, candidates(setting, known))
-        with self.dialects.negotiating:  # the others wait for it, then go on in parallel
-            known = self.dialects.get()
-            if known is None:
-                return self._negotiate(body, schema, name, candidates(setting, None))
+        if setting == AUTO and known is None:
+            with self.dialects.negotiating:  # the others wait for it, then go on in parallel
+                known = self.dialects.get()
+                if known is None:
+                    return self._negotiate(body, schema, name, candidates(setting, None))
         return self._negotiate(body, schema, name, candidates(setting, known))
 
     def _negotiate(

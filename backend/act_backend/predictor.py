@@ -140,10 +140,7 @@ class Predictor:
             outcomes = self._predict_batch_critic(tasks, spec, credentials, deadline)
         else:
             futures = [self._pool.submit(self._one, t, spec, credentials) for t in tasks]
-            outcomes = [
-                _late(task) if outcome is None else outcome
-                for task, outcome in zip(tasks, self._collect(futures, deadline), strict=True)
-            ]
+            outcomes = self._collect(tasks, futures, deadline)
         for outcome in outcomes:
             self.stats.record(outcome)
         self._log_batch(outcomes, time.perf_counter() - started)
@@ -187,15 +184,18 @@ class Predictor:
             self.stats.record(outcome)
             yield outcome
 
-    def _collect(self, futures: list[Future[T]], deadline: float | None) -> list[T | None]:
-        """The futures' results in order, None for those not done by ``deadline``: these are
-        cancelled if not started, else left to finish (their calls still count in the stats)."""
+    def _collect(
+        self, tasks: Sequence[Any], futures: list[Future[T]], deadline: float | None
+    ) -> list[T | Outcome]:
+        """The futures' results in order, a ``deadline`` outcome for the tasks not done by then:
+        these are cancelled if not started, else left to finish (their calls still count in the
+        stats)."""
         timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
         done, late = wait(futures, timeout=timeout)
         for future in late:
             if not future.cancel():
                 future.add_done_callback(self._count_late)
-        return [f.result() if f in done else None for f in futures]
+        return [f.result() if f in done else _late(t) for t, f in zip(tasks, futures, strict=True)]
 
     def _count_late(self, future: Future[Any]) -> None:
         if future.cancelled() or future.exception() is not None:
@@ -233,10 +233,7 @@ class Predictor:
     ) -> list[Outcome]:
         """Annotate in parallel (up to ``deadline``), then criticize the annotated in one go."""
         futures = [self._pool.submit(self._annotate, t, spec, credentials) for t in tasks]
-        annotated = [
-            _late(task) if a is None else a
-            for task, a in zip(tasks, self._collect(futures, deadline), strict=True)
-        ]
+        annotated = self._collect(tasks, futures, deadline)
         ready = [a for a in annotated if not isinstance(a, Outcome)]
         verdicts = self.critic.criticize_batch(  # type: ignore[union-attr]
             [a[0] for a in ready], spec, [a[1] for a in ready]

@@ -33,8 +33,9 @@ def serve(
         host,
         port,
     )
-    if settings.deadline_notice():
-        log.warning("%s", settings.deadline_notice())
+    notice = settings.deadline_notice()
+    if notice:
+        log.warning("%s", notice)
     app = create_app(settings)
     if dev:
         _serve_dev(app, host, port)
@@ -44,7 +45,7 @@ def serve(
         max_body_bytes=settings.max_body_bytes,
         read_timeout=settings.read_timeout,
         threads=threads,
-        basic_auth=_basic_auth(settings),
+        basic_auth=settings.basic_auth(),
         on_shutdown=lambda: _close(app),
     )
     uvicorn.run(
@@ -58,13 +59,6 @@ def serve(
         timeout_keep_alive=5,
         timeout_graceful_shutdown=30,
     )
-
-
-def _basic_auth(settings: Settings) -> tuple[str, str] | None:
-    if not settings.basic_auth_user:
-        return None
-    password = settings.basic_auth_password
-    return settings.basic_auth_user, password.get_secret_value() if password else ""
 
 
 def _close(app: Flask) -> None:

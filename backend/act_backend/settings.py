@@ -174,6 +174,13 @@ class Settings(_Model):
             )
         return None
 
+    def basic_auth(self) -> tuple[str, str] | None:
+        """(user, password) when basic authentication is configured, else None."""
+        if not self.basic_auth_user:
+            return None
+        password = self.basic_auth_password
+        return self.basic_auth_user, password.get_secret_value() if password else ""
+
     def deadline_notice(self) -> str | None:
         """A warning when one LLM call with its retries can outlive the /predict deadline."""
         for name in ("annotator", "critic"):
