@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from act_backend.testing.openai_server import OpenAIStubServer
 from act_plugin.cli import app
 from tests.support.backend import serve_backend, settings_for
+from tests.support.cli import run_ok
 from tests.support.configs import TEXT
 from tests.support.llm import ScriptedLLM
 from tests.support.projects import choice
@@ -49,11 +50,6 @@ ITEMS = {
 }
 
 
-def run(*args: str) -> None:
-    result = CliRunner().invoke(app, list(args))
-    assert result.exit_code == 0, result.output
-
-
 @pytest.fixture
 def env(tmp_path, label_studio, monkeypatch):
     responder = ScriptedLLM(
@@ -78,11 +74,11 @@ def env(tmp_path, label_studio, monkeypatch):
 def test_setup_annotate_review_sync_report(env, ls_client, make_project, tmp_path):
     project_id = make_project(TEXT, [{"text": text} for text in ITEMS])
     pid = str(project_id)
-    run("setup", "--project", pid, "--backend-url", env)
-    run("annotate", "--project", pid)
+    run_ok("setup", "--project", pid, "--backend-url", env)
+    run_ok("annotate", "--project", pid)
 
     # review: thresholded with a floor, 6 reviews expected, fixed seed
-    run(
+    run_ok(
         "review",
         "--project",
         pid,
@@ -105,7 +101,7 @@ def test_setup_annotate_review_sync_report(env, ls_client, make_project, tmp_pat
     assert all(meta[t]["pi"] >= 0.075 - 1e-9 and meta[t]["delta"] == 1 for t in drawn)
 
     # a second review run without --redraw keeps the draw
-    run("review", "--project", pid, "--budget", "3", "--seed", "99")
+    run_ok("review", "--project", pid, "--budget", "3", "--seed", "99")
     again = {
         t.data["text"]: t.meta.get("act")
         for t in ls_client.tasks.list(project=project_id, fields="all")
@@ -124,7 +120,7 @@ def test_setup_annotate_review_sync_report(env, ls_client, make_project, tmp_pat
     )
 
     out = tmp_path / "training-set"
-    run("sync", "--project", pid, "--out", str(out), "--formats", "jsonl,csv,parquet")
+    run_ok("sync", "--project", pid, "--out", str(out), "--formats", "jsonl,csv,parquet")
     rows = {r["data"]["text"]: r for r in map(json.loads, (out / "training_set.jsonl").open())}
     assert len(rows) == len(ITEMS)
     assert sum(row["pi"] for row in rows.values()) == pytest.approx(6, abs=1e-6)
@@ -144,7 +140,7 @@ def test_setup_annotate_review_sync_report(env, ls_client, make_project, tmp_pat
         assert row["weight_human"] == pytest.approx(delta / pi)
         assert row["weight_machine"] == pytest.approx(1 - delta / pi)
     first = (out / "training_set.jsonl").read_bytes(), (out / "training_set.parquet").read_bytes()
-    run("sync", "--project", pid, "--out", str(out), "--formats", "jsonl,csv,parquet")
+    run_ok("sync", "--project", pid, "--out", str(out), "--formats", "jsonl,csv,parquet")
     second = (out / "training_set.jsonl").read_bytes(), (out / "training_set.parquet").read_bytes()
     assert first == second  # same project state, byte-identical output
 

@@ -13,22 +13,15 @@ import json
 import os
 
 import pytest
-from typer.testing import CliRunner
 
 from act_backend.settings import load_settings
-from act_plugin.cli import app
 from act_plugin.demo import DEMO_SEED, demo_label_config
 from act_plugin.demo_data import load_debian_dataset
 from tests.support.backend import serve_backend
+from tests.support.cli import run_ok
 from tests.support.projects import choice
 
 pytestmark = pytest.mark.e2e
-
-
-def run(*args: str) -> str:
-    result = CliRunner().invoke(app, list(args))
-    assert result.exit_code == 0, result.output
-    return result.stdout
 
 
 @pytest.fixture
@@ -58,12 +51,12 @@ def test_demo_report_intervals_contain_the_truth(
     truth = {r["text"]: r["section"] for r in load_debian_dataset()}
     project_id = make_project(demo_label_config(), [{"text": text} for text in truth])
     pid = str(project_id)
-    run("setup", "--project", pid, "--backend-url", offline_backend)
-    run("annotate", "--project", pid)
-    run("review", "--project", pid, "--budget", "0.2", "--seed", str(DEMO_SEED))
+    run_ok("setup", "--project", pid, "--backend-url", offline_backend)
+    run_ok("annotate", "--project", pid)
+    run_ok("review", "--project", pid, "--budget", "0.2", "--seed", str(DEMO_SEED))
 
     out = tmp_path / "training-set"
-    run("sync", "--project", pid, "--out", str(out), "--formats", "jsonl")
+    run_ok("sync", "--project", pid, "--out", str(out), "--formats", "jsonl")
     drawn = [row for row in rows_of(out) if row["pending"]]
     assert 40 <= len(drawn) <= 110  # about 20% of 360
     assert all(row["weight_machine"] == row["weight_human"] == 0.0 for row in drawn)
@@ -71,14 +64,14 @@ def test_demo_report_intervals_contain_the_truth(
         label = truth[row["data"]["text"]]
         ls_client.annotations.create(id=row["task_id"], result=choice(label, control="section"))
 
-    run("sync", "--project", pid, "--out", str(out), "--formats", "jsonl")
+    run_ok("sync", "--project", pid, "--out", str(out), "--formats", "jsonl")
     rows = rows_of(out)
     assert len(rows) == len(truth) and not any(row["pending"] for row in rows)
     wrong = {row["task_id"]: row["machine_label"] != [truth[row["data"]["text"]]] for row in rows}
     true_accuracy = 1.0 - sum(wrong.values()) / len(rows)
     true_left = sum(wrong[row["task_id"]] for row in rows if not row["reviewed"])
 
-    report = run("report", "--training-set", str(out))
+    report = run_ok("report", "--training-set", str(out))
     figures = json.loads(report[report.index("{") :])
     accuracy = figures["accuracy"]
     assert accuracy["ci_low"] <= true_accuracy <= accuracy["ci_high"], (accuracy, true_accuracy)

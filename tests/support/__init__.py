@@ -1,5 +1,6 @@
 """Test support, one module per kind of help (no test module imports another).
 
+- ``cli``: ``ls-act`` run in-process.
 - ``backend``: settings that point the backend at the stub LLM; the app on real HTTP; ``predict``.
 - ``configs``: labeling configs and task data shared by tests.
 - ``fixtures``: the captured Label Studio 1.23.2 requests under ``tests/fixtures``.
