@@ -699,7 +699,7 @@ def _cross_fitted(
     on the reviewed rows outside fold k with weights 1/π. Leading axes of ``delta`` (and
     ``wrong``) are independent draws; ``suspicion``, ``pi`` and ``folds`` have shape (N,)."""
     x = _logit(suspicion)
-    inverse = np.where(pi > 0.0, 1.0 / np.where(pi > 0.0, pi, 1.0), 0.0)
+    inverse = _inverse_weight(pi > 0.0, pi)  # 1/π, 0 where π = 0
     predicted = np.zeros(delta.shape)
     for k in np.unique(folds):
         train = delta & (folds != k)
@@ -825,7 +825,7 @@ def _bounded(
 def _inverse_partial(pi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(rows with 0 < π < 1, 1/π there and 0 elsewhere)."""
     partial = (pi > 0.0) & (pi < 1.0)
-    return partial, np.where(partial, 1.0 / np.where(partial, pi, 1.0), 0.0)
+    return partial, _inverse_weight(partial, pi)
 
 
 def _ht_totals(wrong: np.ndarray, delta: np.ndarray, pi: np.ndarray, alpha: float) -> _Totals:
