@@ -34,10 +34,9 @@ from typing import Any
 import numpy as np
 from label_studio_sdk import LabelStudio
 
-from act_backend import records
 from act_backend.domain import MachineLabel
 from act_backend.labeling import LabelingSpec, parse_label_config
-from act_backend.records import DRAW_FIELDS, encode_prediction, review_record
+from act_backend.records import DRAW_FIELDS, encode_prediction, review_record, suspicion_digest
 from act_plugin.act_math import DEFAULT_BETA, DEFAULT_FLOOR
 from act_plugin.labelstudio import Gateway
 from act_plugin.review import DrawParams, compute_draw, ensure_suspicious_view
@@ -163,21 +162,18 @@ def _check_budget(params: DrawParams, n_tasks: int) -> None:
 def _draw_facts(
     params: DrawParams, rows: np.ndarray, suspicion: np.ndarray, pi: np.ndarray, delta: np.ndarray
 ) -> dict[str, Any]:
-    """The draw record: its parameters, N, Σδ, the smallest π not drawn and (where the record
-    format has it) the fingerprint of the (row, ε̂) pairs it was drawn from."""
+    """The draw record: its parameters, N, Σδ, the smallest π not drawn and the fingerprint of
+    the (row, ε̂) pairs it was drawn from."""
     undrawn = pi[delta == 0]
-    facts: dict[str, Any] = {
+    return {
         "draw_id": uuid.uuid4().hex,
         **asdict(params),
         "drawn_at": datetime.now(timezone.utc).isoformat(),
         "n_tasks": len(rows),
         "n_drawn": int(delta.sum()),
         "min_pi_undrawn": float(undrawn.min()) if undrawn.size else None,
+        "suspicion_digest": suspicion_digest(rows.tolist(), suspicion.tolist()),
     }
-    digest = getattr(records, "suspicion_digest", None)
-    if digest is not None:
-        facts["suspicion_digest"] = digest(rows.tolist(), suspicion.tolist())
-    return facts
 
 
 def _params(draw: Mapping[str, Any]) -> DrawParams:
