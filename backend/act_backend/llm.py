@@ -313,22 +313,25 @@ def _top_logprobs(choice: Any) -> tuple[dict[str, float], ...] | None:
     return tuple(positions)
 
 
+#: The kind of an openai exception: the first class it is an instance of.
+_KINDS: list[tuple[type[Exception], str]] = [
+    (openai.APITimeoutError, "llm_timeout"),
+    (openai.APIConnectionError, "llm_connection"),
+    (openai.RateLimitError, "llm_rate_limit"),
+    (openai.AuthenticationError, "llm_auth"),
+    (openai.PermissionDeniedError, "llm_auth"),
+    (openai.NotFoundError, "llm_not_found"),
+    (openai.BadRequestError, "llm_bad_request"),
+    (openai.UnprocessableEntityError, "llm_bad_request"),
+    (openai.InternalServerError, "llm_server_error"),
+    (openai.APIResponseValidationError, "malformed_response"),
+]
+
+
 def _classify(exc: openai.APIError) -> LLMError:
     """Map an openai exception to a kind and a message that carries no secret."""
     status = getattr(exc, "status_code", None)
-    kinds: list[tuple[type[Exception], str]] = [
-        (openai.APITimeoutError, "llm_timeout"),
-        (openai.APIConnectionError, "llm_connection"),
-        (openai.RateLimitError, "llm_rate_limit"),
-        (openai.AuthenticationError, "llm_auth"),
-        (openai.PermissionDeniedError, "llm_auth"),
-        (openai.NotFoundError, "llm_not_found"),
-        (openai.BadRequestError, "llm_bad_request"),
-        (openai.UnprocessableEntityError, "llm_bad_request"),
-        (openai.InternalServerError, "llm_server_error"),
-        (openai.APIResponseValidationError, "malformed_response"),
-    ]
-    kind = next((k for cls, k in kinds if isinstance(exc, cls)), "llm_error")
+    kind = next((k for cls, k in _KINDS if isinstance(exc, cls)), "llm_error")
     text = _server_message(exc)
     prefix = f"HTTP {status}: " if status else ""
     return LLMError(kind, f"{prefix}{shorten(text)}", rejected=is_validation_error(status, text))

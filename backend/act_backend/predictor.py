@@ -256,7 +256,7 @@ class Predictor:
         self, task: Any, spec: LabelingSpec, credentials: Credentials
     ) -> tuple[Item, MachineLabel, Usage] | Outcome:
         """Phase one for one task: its item and machine label, or a failed outcome."""
-        task_id = task.get("id") if isinstance(task, dict) else None
+        task_id = _task_id(task)
 
         def run() -> tuple[Item, MachineLabel, Usage]:
             item = build_item(task, spec, self.fetcher, credentials)
@@ -299,10 +299,14 @@ class Predictor:
             return self._failed(task_id, TaskError("internal", type(exc).__name__), spent=spent)
 
 
+def _task_id(task: Any) -> Any:
+    """The task's ``id`` as given (checked by ``build_item``), or None for a non-object."""
+    return task.get("id") if isinstance(task, dict) else None
+
+
 def _late(task: Any) -> Outcome:
     """The outcome of a task not finished by the deadline."""
-    task_id = task.get("id") if isinstance(task, dict) else None
-    return Outcome(task_id=task_id, error=TaskError(DEADLINE_KIND, DEADLINE_MESSAGE))
+    return Outcome(task_id=_task_id(task), error=TaskError(DEADLINE_KIND, DEADLINE_MESSAGE))
 
 
 def build_predictor(settings: Settings) -> Predictor:
@@ -327,7 +331,7 @@ def build_item(
     task: Any, spec: LabelingSpec, fetcher: MediaFetcher, credentials: Credentials
 ) -> Item:
     """Read the inputs the config names from a task's data; fetch its images safely."""
-    task_id = task.get("id") if isinstance(task, dict) else None
+    task_id = _task_id(task)
     if isinstance(task_id, bool) or not isinstance(task_id, int):  # JSON true is no id
         raise TaskError("bad_task", "the task is not an object with an integer 'id'")
     data = task.get("data")
