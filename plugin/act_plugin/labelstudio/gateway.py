@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import httpx
@@ -147,16 +147,9 @@ class Gateway:
         ``page_size`` tasks (default :data:`PAGE_SIZE`). A list whose total changes while it is
         paged through is read again.
         """
-        query: dict[str, Any] = {"ordering": ["tasks:id"]}
-        if task_ids is not None:
-            if not task_ids:
-                return []
-            query["selectedItems"] = {"all": False, "included": sorted({int(t) for t in task_ids})}
-        params: dict[str, Any] = {"project": int(project_id), "query": json.dumps(query)}
-        if all_fields:
-            params["fields"] = "all"
-        if include:
-            params["include"] = ",".join(include)
+        if task_ids is not None and not task_ids:
+            return []
+        params = _task_params(project_id, all_fields, include, task_ids)
         for _ in range(_LIST_ATTEMPTS):
             tasks = self._read_pages(params, page_size or PAGE_SIZE, on_page)
             if tasks is not None:
@@ -172,6 +165,37 @@ class Gateway:
         """All pages; None when the total changed meanwhile (the caller reads again)."""
         found: dict[int, dict[str, Any]] = {}
         expected: int | None = None
+        for tasks, total in self._task_pages(params, page_size):
+            if expected is None:
+                expected = total
+            elif total != expected:
+                return None
+            for task in tasks:
+                found[int(task["id"])] = task
+            if on_page:
+                on_page(len(found), total)
+        if len(found) != expected:
+            return None
+        return [found[task_id] for task_id in sorted(found)]
+
+    def iter_tasks(
+        self,
+        project_id: int,
+        *,
+        all_fields: bool = True,
+        include: Sequence[str] | None = None,
+        page_size: int | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """The project's tasks by id, one page in memory at a time (as :meth:`list_tasks` reads
+        them, but streamed: a list that changes meanwhile is not read again)."""
+        params = _task_params(project_id, all_fields, include, None)
+        for tasks, _ in self._task_pages(params, page_size or PAGE_SIZE):
+            yield from tasks
+
+    def _task_pages(
+        self, params: dict[str, Any], page_size: int
+    ) -> Iterator[tuple[list[dict[str, Any]], int]]:
+        """``GET /api/tasks`` page by page: each page's tasks and the list's total."""
         page = 1
         while True:
             body = self.request_json(
@@ -180,20 +204,10 @@ class Gateway:
             if not isinstance(body, dict) or not isinstance(body.get("tasks"), list):
                 raise LabelStudioError(f"unexpected answer to GET /api/tasks: {str(body)[:200]}")
             total = int(body.get("total", 0))
-            if expected is None:
-                expected = total
-            elif total != expected:
-                return None
-            for task in body["tasks"]:
-                found[int(task["id"])] = task
-            if on_page:
-                on_page(len(found), total)
+            yield body["tasks"], total
             if not body["tasks"] or page * page_size >= total:
-                break
+                return
             page += 1
-        if len(found) != expected:
-            return None
-        return [found[task_id] for task_id in sorted(found)]
 
     def update_task_meta(self, task_id: int, meta: Mapping[str, Any]) -> None:
         """Replace the task's ``meta`` (``PATCH /api/tasks/{id}/``)."""
@@ -259,6 +273,24 @@ class Gateway:
     def update_ml_backend(self, backend_id: int, fields: Mapping[str, Any]) -> dict[str, Any]:
         """PATCH an ML backend (Label Studio calls its /health and /setup again)."""
         return self.request_json("PATCH", f"api/ml/{int(backend_id)}", json_body=dict(fields))
+
+
+def _task_params(
+    project_id: int,
+    all_fields: bool,
+    include: Sequence[str] | None,
+    task_ids: Sequence[int] | None,
+) -> dict[str, Any]:
+    """Query parameters of ``GET /api/tasks`` (ordered by id; ``task_ids`` only, if given)."""
+    query: dict[str, Any] = {"ordering": ["tasks:id"]}
+    if task_ids is not None:
+        query["selectedItems"] = {"all": False, "included": sorted({int(t) for t in task_ids})}
+    params: dict[str, Any] = {"project": int(project_id), "query": json.dumps(query)}
+    if all_fields:
+        params["fields"] = "all"
+    if include:
+        params["include"] = ",".join(include)
+    return params
 
 
 def _times(attempts: int) -> str:

@@ -43,7 +43,7 @@ from act_plugin.review import DrawParams, compute_draw, ensure_suspicious_view
 from act_plugin.validation import budget_count
 
 from .annotate import ANNOTATIONS, ScaleError
-from .projects import ITEM_KEY, find_or_create_project, import_tasks, item_row, iter_tasks
+from .projects import ITEM_KEY, TASK_PAGE_SIZE, find_or_create_project, import_tasks, item_row
 from .store import REVIEW_SCHEMA, Store
 
 __all__ = [
@@ -339,7 +339,10 @@ def _shard_project(
 def _held_rows(gateway: Gateway, project_id: int, result: ImportResult) -> set[int]:
     """Rows the project holds; extra tasks of a row (imported twice) are deleted."""
     held: set[int] = set()
-    for task in iter_tasks(gateway, project_id, all_fields=False, include=("id", "meta")):
+    tasks = gateway.iter_tasks(
+        project_id, all_fields=False, include=("id", "meta"), page_size=TASK_PAGE_SIZE
+    )
+    for task in tasks:
         row = item_row(task)
         if row is None:
             continue

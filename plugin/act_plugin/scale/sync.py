@@ -35,7 +35,7 @@ from act_plugin.sync.outputs import OUTPUT_NAMES, write_outputs
 from act_plugin.validation import check_lam
 
 from .annotate import ANNOTATIONS, ScaleError
-from .projects import item_row, iter_tasks
+from .projects import TASK_PAGE_SIZE, item_row
 from .review import DRAW_FILE, REVIEW, draw_fields, machine_prediction, shard_projects
 from .store import Store
 
@@ -124,7 +124,9 @@ def _annotations_by_row(
     """Row → its task's annotations (the fields the row rules read), over every shard."""
     found: dict[int, list[dict[str, Any]]] = {}
     for project_id in projects:
-        for done, task in enumerate(iter_tasks(gateway, project_id, all_fields=True), start=1):
+        for done, task in enumerate(
+            gateway.iter_tasks(project_id, page_size=TASK_PAGE_SIZE), start=1
+        ):
             row = item_row(task)
             if row is not None:
                 found.setdefault(row, []).extend(
