@@ -176,7 +176,15 @@ class ChatClient(CachedChat):
             timeout=settings.timeout,
             max_retries=0,  # ours (``_send``): every attempt counted, validation errors final
         )
-        self.dialects = DialectMemory(settings.endpoint_label(), settings.model, cache)
+        self.dialects = DialectMemory(settings.endpoint(), settings.model, cache)
+        # Built once: it is part of every cache key, so of every ask.
+        self._fingerprint = {
+            "endpoint": settings.endpoint(),
+            "model": settings.model,
+            "temperature": settings.temperature,
+            "max_tokens": settings.max_tokens,
+            "structured_output": settings.structured_output,
+        }
 
     def complete(
         self,
@@ -206,14 +214,7 @@ class ChatClient(CachedChat):
         The setting ``structured_output`` is in it, the dialect ``auto`` settles on is not: for
         one endpoint and model (both in it) negotiation always lands on the same dialect.
         """
-        s = self.settings
-        return {
-            "endpoint": s.endpoint_label(),
-            "model": s.model,
-            "temperature": s.temperature,
-            "max_tokens": s.max_tokens,
-            "structured_output": s.structured_output,
-        }
+        return self._fingerprint
 
     def close(self) -> None:
         self._client.close()

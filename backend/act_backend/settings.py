@@ -76,11 +76,16 @@ class EngineSettings(_Model):
     device: str = "auto"
     batch_size: int = Field(8, ge=1, le=1024)
 
-    def endpoint_label(self) -> str:
-        """Where this role's calls go, without credentials (safe to show)."""
+    def endpoint(self) -> str:
+        """Where this role's calls go, in full: it keys caches and is never shown (may hold
+        credentials or a query)."""
         if self.engine != "openai":
             return f"local ({self.engine})"
-        return redact_url(self.base_url) if self.base_url else "https://api.openai.com/v1"
+        return self.base_url or "https://api.openai.com/v1"
+
+    def endpoint_label(self) -> str:
+        """:meth:`endpoint` without credentials or query values (safe to show)."""
+        return redact_url(self.endpoint()) if self.engine == "openai" else self.endpoint()
 
     def worst_case_seconds(self) -> float:
         """How long one call can take when every attempt times out: attempts × timeout + the
