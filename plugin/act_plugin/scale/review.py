@@ -339,6 +339,7 @@ def _shard_project(
 def _held_rows(gateway: Gateway, project_id: int, result: ImportResult) -> set[int]:
     """Rows the project holds; extra tasks of a row (imported twice) are deleted."""
     held: set[int] = set()
+    extra: list[int] = []
     tasks = gateway.iter_tasks(
         project_id, all_fields=False, include=("id", "meta"), page_size=TASK_PAGE_SIZE
     )
@@ -347,9 +348,12 @@ def _held_rows(gateway: Gateway, project_id: int, result: ImportResult) -> set[i
         if row is None:
             continue
         if row in held:
-            gateway.request_json("DELETE", f"api/tasks/{int(task['id'])}/")
-            result.duplicates_removed += 1
+            extra.append(int(task["id"]))
         held.add(row)
+    # Deleted only once every page is read: a deletion while paging shifts the later pages.
+    for task_id in extra:
+        gateway.request_json("DELETE", f"api/tasks/{task_id}/")
+    result.duplicates_removed += len(extra)
     return held
 
 
