@@ -795,31 +795,44 @@ def _largest_jump(
     return jump, jump**2 * (1.0 - pi[j])
 
 
-def _bounded(
-    certain: np.ndarray,
-    sampled: tuple[np.ndarray, np.ndarray],
-    jumps: tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]],
-    wrong: np.ndarray,
-    delta: np.ndarray,
-    pi: np.ndarray,
-    alpha: float,
-) -> _Totals:
+@dataclass(frozen=True)
+class _Parts:
+    """What a Fay–Feuer interval is built from; arrays over any leading (draw) axes.
+
+    T̂ = certain + y; v = V̂; down / up = (J⁻, J⁻_v) / (J⁺, J⁺_v): what one more right / wrong
+    label found would take from / add to y, and the variance it would add.
+    """
+
+    certain: np.ndarray
+    y: np.ndarray
+    v: np.ndarray
+    down: tuple[np.ndarray, np.ndarray]
+    up: tuple[np.ndarray, np.ndarray]
+
+
+def _bounds(parts: _Parts, found: np.ndarray, cap: np.ndarray, alpha: float) -> _Totals:
     """Fay–Feuer bounds, lower G_{α/2}(Y − J⁻, V + J⁻_v), upper G_{1−α/2}(Y + J⁺, V + J⁺_v),
-    shifted by the exactly known count and clipped to what is possible (found ≤ T ≤ found +
-    unreviewed rows with π > 0)."""
-    y, v = sampled
-    (down, down_var), (up, up_var) = jumps
+    shifted by the exactly known count and clipped to what is possible (found ≤ T ≤ cap)."""
+    y, v = parts.y, parts.v
+    (down, down_var), (up, up_var) = parts.down, parts.up
     lo = gamma_quantile(alpha / 2.0, np.maximum(y - down, 0.0), v + down_var)
     hi = gamma_quantile(1.0 - alpha / 2.0, np.maximum(y, 0.0) + up, v + up_var)
-    found = (wrong & delta).sum(axis=-1).astype(float)
-    cap = found + (~delta & (pi > 0.0)).sum(axis=-1)
     return _Totals(
-        estimate=certain + y,
+        estimate=parts.certain + y,
         variance=v,
-        low=np.clip(certain + lo, found, cap),
-        high=np.clip(certain + hi, found, cap),
+        low=np.clip(parts.certain + lo, found, cap),
+        high=np.clip(parts.certain + hi, found, cap),
         found=found,
     )
+
+
+def _bounded(
+    parts: _Parts, wrong: np.ndarray, delta: np.ndarray, pi: np.ndarray, alpha: float
+) -> _Totals:
+    """:func:`_bounds` for one draw: found = Σ δe, cap = found + unreviewed rows with π > 0."""
+    found = (wrong & delta).sum(axis=-1).astype(float)
+    cap = found + (~delta & (pi > 0.0)).sum(axis=-1)
+    return _bounds(parts, found, cap, alpha)
 
 
 def _inverse_partial(pi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -828,33 +841,47 @@ def _inverse_partial(pi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return partial, _inverse_weight(partial, pi)
 
 
-def _ht_totals(wrong: np.ndarray, delta: np.ndarray, pi: np.ndarray, alpha: float) -> _Totals:
-    """Horvitz–Thompson T̂ = Σ δe/π with the Fay–Feuer gamma interval (see
-    :func:`error_count_estimate`); over the last axis, leading axes are draws."""
+def _ht_parts(wrong: np.ndarray, delta: np.ndarray, pi: np.ndarray) -> _Parts:
+    """Horvitz–Thompson T̂ = Σ δe/π (see :func:`error_count_estimate`); over the last axis."""
     found = wrong & delta
     _, inverse = _inverse_partial(pi)
-    certain = (found & (pi >= 1.0)).sum(axis=-1).astype(float)
     y = (found * inverse).sum(axis=-1)
-    v = (found * (1.0 - pi) * inverse**2).sum(axis=-1)
     none = np.zeros(y.shape)
-    up = _largest_jump(np.broadcast_to(inverse, delta.shape), delta, pi)
-    return _bounded(certain, (y, v), ((none, none), up), wrong, delta, pi, alpha)
+    return _Parts(
+        certain=(found & (pi >= 1.0)).sum(axis=-1).astype(float),
+        y=y,
+        v=(found * (1.0 - pi) * inverse**2).sum(axis=-1),
+        down=(none, none),
+        up=_largest_jump(np.broadcast_to(inverse, delta.shape), delta, pi),
+    )
+
+
+def _ma_parts(
+    wrong: np.ndarray, delta: np.ndarray, pi: np.ndarray, predicted: np.ndarray
+) -> _Parts:
+    """Difference estimator T̂ = Σ [p̂ + δ(e − p̂)/π] (see :func:`error_count_estimate`)."""
+    partial, inverse = _inverse_partial(pi)
+    e = (wrong & delta).astype(float)
+    residual = np.where(delta & partial, e - predicted, 0.0)
+    return _Parts(
+        certain=(e * (pi >= 1.0)).sum(axis=-1),
+        y=(np.where(partial, predicted, 0.0) + residual * inverse).sum(axis=-1),
+        v=(residual**2 * (1.0 - pi) * inverse**2).sum(axis=-1),
+        down=_largest_jump(predicted * inverse, delta, pi),  # one more right label found
+        up=_largest_jump((1.0 - predicted) * inverse, delta, pi),  # one more wrong label found
+    )
+
+
+def _ht_totals(wrong: np.ndarray, delta: np.ndarray, pi: np.ndarray, alpha: float) -> _Totals:
+    """Horvitz–Thompson T̂ with the Fay–Feuer gamma interval; leading axes are draws."""
+    return _bounded(_ht_parts(wrong, delta, pi), wrong, delta, pi, alpha)
 
 
 def _ma_totals(
     wrong: np.ndarray, delta: np.ndarray, pi: np.ndarray, predicted: np.ndarray, alpha: float
 ) -> _Totals:
-    """Difference estimator T̂ = Σ [p̂ + δ(e − p̂)/π] with a Fay–Feuer-type gamma interval (see
-    :func:`error_count_estimate`); over the last axis, leading axes are draws."""
-    partial, inverse = _inverse_partial(pi)
-    e = (wrong & delta).astype(float)
-    residual = np.where(delta & partial, e - predicted, 0.0)
-    certain = (e * (pi >= 1.0)).sum(axis=-1)
-    y = (np.where(partial, predicted, 0.0) + residual * inverse).sum(axis=-1)
-    v = (residual**2 * (1.0 - pi) * inverse**2).sum(axis=-1)
-    down = _largest_jump(predicted * inverse, delta, pi)  # one more right label found
-    up = _largest_jump((1.0 - predicted) * inverse, delta, pi)  # one more wrong label found
-    return _bounded(certain, (y, v), (down, up), wrong, delta, pi, alpha)
+    """The difference estimator with its Fay–Feuer-type gamma interval; leading axes are draws."""
+    return _bounded(_ma_parts(wrong, delta, pi, predicted), wrong, delta, pi, alpha)
 
 
 #: The model-assisted estimator is used only where the design expects at least this many
@@ -870,22 +897,20 @@ def _assisted_applies(pi: np.ndarray, minimum: float = MIN_ASSISTED_REVIEWS) -> 
     return bool(pi[partial].sum() >= minimum)
 
 
-def _assisted_totals(
+def _assisted_parts(
     suspicion: np.ndarray,
     wrong: np.ndarray,
     delta: np.ndarray,
     pi: np.ndarray,
     folds: np.ndarray,
-    alpha: float,
     minimum: float = MIN_ASSISTED_REVIEWS,
-) -> tuple[_Totals, bool]:
-    """The model-assisted totals if Σ_{0<π<1} π ≥ ``minimum``, else Horvitz–Thompson; and
+) -> tuple[_Parts, bool]:
+    """The model-assisted parts if Σ_{0<π<1} π ≥ ``minimum``, else Horvitz–Thompson's; and
     whether the model-assisted ones were used."""
-    used = _assisted_applies(pi, minimum)
-    if not used:
-        return _ht_totals(wrong, delta, pi, alpha), used
+    if not _assisted_applies(pi, minimum):
+        return _ht_parts(wrong, delta, pi), False
     predicted = _cross_fitted(suspicion, wrong, delta, pi, folds)
-    return _ma_totals(wrong, delta, pi, predicted, alpha), used
+    return _ma_parts(wrong, delta, pi, predicted), True
 
 
 #: Names accepted by ``error_count_estimate(..., method=...)``.
@@ -1026,7 +1051,8 @@ def error_count_estimate(
             raise ValueError("the model-assisted estimator needs the suspicion of every row")
         eps = as_unit(suspicion, "suspicion", n=n)
         folds_of = np.arange(n) % k
-        totals, used = _assisted_totals(eps, e, delta_array, pi_array, folds_of, alpha)
+        parts, used = _assisted_parts(eps, e, delta_array, pi_array, folds_of)
+        totals = _bounded(parts, e, delta_array, pi_array, alpha)
         if not used:
             method = "horvitz-thompson"
     return ErrorCount(
