@@ -133,12 +133,13 @@ def _largest(jumps: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np
 
 def _combined(parts: list[_Parts], shares: np.ndarray) -> _Parts:
     """Σ w_r T̂_r: sums weighted by w_r, variances by w_r², the largest weighted jumps."""
+    weighted = list(zip(shares, parts, strict=True))
     return _Parts(
-        certain=sum(w * p.certain for w, p in zip(shares, parts, strict=True)),
-        y=sum(w * p.y for w, p in zip(shares, parts, strict=True)),
-        v=sum(w * w * p.v for w, p in zip(shares, parts, strict=True)),
-        down=_largest([(w * p.down[0], w * w * p.down[1]) for w, p in zip(shares, parts)]),
-        up=_largest([(w * p.up[0], w * w * p.up[1]) for w, p in zip(shares, parts)]),
+        certain=sum(w * p.certain for w, p in weighted),
+        y=sum(w * p.y for w, p in weighted),
+        v=sum(w * w * p.v for w, p in weighted),
+        down=_largest([(w * p.down[0], w * w * p.down[1]) for w, p in weighted]),
+        up=_largest([(w * p.up[0], w * w * p.up[1]) for w, p in weighted]),
     )
 
 
