@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import os
@@ -487,6 +488,12 @@ def report(
     """Label quality (ACT estimate with a 95% interval), critic quality and money saved."""
     from act_plugin.report import compute_report, write_report
 
+    if importlib.util.find_spec("matplotlib") is None:  # e.g. the slim Docker image
+        _error(
+            "ls-act report draws its plots with matplotlib, which is not installed: "
+            "pip install 'label-studio-act[report]' (or pip install matplotlib)"
+        )
+        raise typer.Exit(1)
     source = training_set / "training_set.jsonl"
     if not source.exists():
         err.print(f"[red]error:[/] {source} not found: run `ls-act sync` first")

