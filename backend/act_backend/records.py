@@ -14,6 +14,11 @@
   without ``n_drawn`` come from earlier versions, which wrote one on every task of the draw.
 - **Draw record** ``data["act"]`` of the "ACT review sample" view: the :data:`DRAW_FIELDS` and
   ``task_ids``, the tasks the draw was made over as ``[first, last]`` id ranges.
+- **Review in rounds**: each round is a draw over the tasks not drawn in an earlier round. Its
+  records add the :data:`ROUND_FIELDS` (the series it belongs to, its number, the rounds
+  planned, the whole budget, the critic calibration its π was computed with, the certificate's
+  target and confidence), and the view's draw record lists the earlier rounds' draw records
+  under ``earlier_rounds``.
 
 Writers and readers (the backend, ``ls-act annotate``, ``review`` and ``sync``) all use this
 module, so a change of format is made here once.
@@ -35,8 +40,10 @@ __all__ = [
     "DRAW_FIELDS",
     "META_KEY",
     "REVIEW_VIEW_TITLE",
+    "ROUND_FIELDS",
     "answer_labels",
     "answer_region",
+    "draw_facts",
     "draw_record",
     "draw_record_of",
     "encode_prediction",
@@ -62,6 +69,13 @@ META_KEY = "act"
 DRAW_FIELDS: tuple[str, ...] = (
     "draw_id", "rule", "budget", "floor", "beta", "seed", "model_version", "drawn_at", "n_tasks",
     "n_drawn", "suspicion_digest", "min_pi_undrawn",
+)  # fmt: skip
+#: What a draw of a review in rounds adds to :data:`DRAW_FIELDS`: the series id, its round
+#: (1-based), the rounds planned, the whole budget in expected reviews, the Platt calibration
+#: ``[a, b]`` applied to the suspicion for π (None in round 1) and the certificate's target
+#: accuracy (None without one) and confidence.
+ROUND_FIELDS: tuple[str, ...] = (
+    "series", "round", "rounds", "total_budget", "calibration", "target", "confidence",
 )  # fmt: skip
 #: Title of the Data Manager view that holds the drawn tasks (and the draw record).
 REVIEW_VIEW_TITLE = "ACT review sample"
@@ -168,7 +182,7 @@ def review_record(
     if missing:
         raise ValueError(f"a review record needs the draw's {', '.join(missing)}")
     return {
-        **{name: draw[name] for name in DRAW_FIELDS},
+        **draw_facts(draw),
         "suspicion": float(suspicion),
         "pi": float(pi),
         "delta": int(bool(delta)),
@@ -244,9 +258,25 @@ def ids_in(ranges: object) -> set[int] | None:
     return ids
 
 
-def draw_record(draw: Mapping[str, Any], task_ids: Iterable[int]) -> dict[str, Any]:
-    """The review view's ``data["act"]``: the draw's :data:`DRAW_FIELDS` and its tasks."""
-    return {**{name: draw[name] for name in DRAW_FIELDS}, "task_ids": id_ranges(task_ids)}
+def draw_facts(draw: Mapping[str, Any]) -> dict[str, Any]:
+    """The draw's :data:`DRAW_FIELDS`, and its :data:`ROUND_FIELDS` when it is a round."""
+    facts = {name: draw[name] for name in DRAW_FIELDS}
+    if draw.get("series") is not None:
+        facts.update({name: draw.get(name) for name in ROUND_FIELDS})
+    return facts
+
+
+def draw_record(
+    draw: Mapping[str, Any],
+    task_ids: Iterable[int],
+    earlier_rounds: Sequence[Mapping[str, Any]] = (),
+) -> dict[str, Any]:
+    """The review view's ``data["act"]``: the draw's facts (:func:`draw_facts`), its tasks,
+    and for a round after the first, the draw records of the series' earlier rounds."""
+    record = {**draw_facts(draw), "task_ids": id_ranges(task_ids)}
+    if earlier_rounds:
+        record["earlier_rounds"] = [dict(r) for r in earlier_rounds]
+    return record
 
 
 def draw_record_of(view: Mapping[str, Any]) -> dict[str, Any] | None:

@@ -73,6 +73,8 @@ __all__ = [
     "error_count_estimate",
     "gamma_quantile",
     "inclusion_probabilities",
+    "platt_map",
+    "platt_parameters",
     "precision_at",
     "recall_at_fraction",
     "roc_points",
@@ -680,14 +682,41 @@ def calibrate_suspicion(
     >>> bool(calibrated([0.9])[0] > 0.9), bool(calibrated([0.1])[0] < 0.1)
     (True, True)
     """
+    return platt_map(*platt_parameters(suspicion, wrong, weights, ridge=ridge))
+
+
+def platt_parameters(
+    suspicion: npt.ArrayLike,
+    wrong: npt.ArrayLike,
+    weights: npt.ArrayLike,
+    *,
+    ridge: float = PLATT_RIDGE,
+) -> tuple[float, float]:
+    """(a, b) of :func:`calibrate_suspicion`'s fit, P(wrong | ε̂) ≈ σ(a + b · logit ε̂).
+
+    >>> a, b = platt_parameters([0.5, 0.5], [0, 0], [1, 1])
+    >>> bool(a < 0), round(b, 6)  # all right: pulled below the identity map
+    (True, 1.0)
+    """
     eps = as_unit(suspicion, "suspicion")
     e = as_indicator(wrong, "wrong", n=eps.size)
     u = as_weights(weights, "weights", n=eps.size)
     r = check_real(ridge, "ridge", low=0.0, high=math.inf, closed="left")
     a, b = _platt_fit(_logit(eps), e, u, ridge=r)
+    return float(a), float(b)
+
+
+def platt_map(a: float, b: float) -> Callable[[npt.ArrayLike], np.ndarray]:
+    """ε̂ ↦ σ(a + b · logit ε̂), ε̂ clipped to [0.001, 0.999] first.
+
+    >>> platt_map(0.0, 1.0)([0.25]).round(6).tolist()
+    [0.25]
+    """
+    a_value = check_real(a, "a", low=-math.inf, high=math.inf, closed="neither")
+    b_value = check_real(b, "b", low=-math.inf, high=math.inf, closed="neither")
 
     def calibrated(values: npt.ArrayLike) -> np.ndarray:
-        return _sigmoid(float(a) + float(b) * _logit(as_unit(values, "suspicion")))
+        return _sigmoid(a_value + b_value * _logit(as_unit(values, "suspicion")))
 
     return calibrated
 

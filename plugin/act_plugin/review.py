@@ -69,6 +69,7 @@ from act_plugin.act_math import (
     SAMPLING_RULES,
     draw_review,
     inclusion_probabilities,
+    platt_map,
 )
 from act_plugin.labelstudio import (
     Gateway,
@@ -195,13 +196,31 @@ class _Existing:
 
 
 def compute_draw(
-    suspicion: Sequence[float] | np.ndarray, params: DrawParams
+    suspicion: Sequence[float] | np.ndarray,
+    params: DrawParams,
+    calibration: Sequence[float] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(π, δ) for tasks ordered by id; deterministic for given suspicions and ``params``."""
+    """(π, δ) for tasks ordered by id; deterministic for given suspicions and ``params``.
+
+    ``calibration`` = (a, b): π is computed from σ(a + b · logit ε̂) instead of ε̂ (a round of a
+    review in rounds, after the critic was recalibrated on the reviews so far).
+    """
+    eps = calibrated(suspicion, calibration)
     pi = inclusion_probabilities(
-        suspicion, params.budget, rule=params.rule, floor=params.floor, beta=params.beta
+        eps, params.budget, rule=params.rule, floor=params.floor, beta=params.beta
     )
     return pi, draw_review(pi, seed=params.seed)
+
+
+def calibrated(
+    suspicion: Sequence[float] | np.ndarray, calibration: Sequence[float] | None
+) -> np.ndarray:
+    """σ(a + b · logit ε̂) for ``calibration`` = (a, b); ε̂ itself for None."""
+    eps = np.asarray(suspicion, dtype=float)
+    if calibration is None:
+        return eps
+    a, b = (float(x) for x in calibration)
+    return platt_map(a, b)(eps)
 
 
 def draw_pi(
@@ -216,16 +235,32 @@ def draw_pi(
     params = _params_from_meta(record)
     ids = [task_id for task_id, _ in tasks]
     suspicions = [suspicion for _, suspicion in tasks]
+    calibration = _calibration_of(record)
     if (
         params is None
+        or calibration is False
         or len(tasks) != record.get("n_tasks")
         or suspicion_digest(ids, suspicions) != record.get("suspicion_digest")
     ):
         return None
     pi = inclusion_probabilities(
-        suspicions, params.budget, rule=params.rule, floor=params.floor, beta=params.beta
+        calibrated(suspicions, calibration),
+        params.budget,
+        rule=params.rule,
+        floor=params.floor,
+        beta=params.beta,
     )
     return dict(zip(ids, (float(p) for p in pi), strict=True))
+
+
+def _calibration_of(record: Mapping[str, Any]) -> tuple[float, float] | bool | None:
+    """The record's calibration (a, b), None without one, False when it is malformed."""
+    value = record.get("calibration")
+    if value is None:
+        return None
+    if isinstance(value, list) and len(value) == 2 and all(_is_real(x) for x in value):
+        return float(value[0]), float(value[1])
+    return False
 
 
 def _digest(tasks: Sequence[_Task]) -> str:
@@ -302,8 +337,11 @@ def _reproduces(existing: _Existing, tasks: Sequence[_Task], params: DrawParams)
         return False
     if existing.lean and existing.first.get("suspicion_digest") != _digest(tasks):
         return False
+    calibration = _calibration_of(existing.first)
+    if calibration is False:
+        return False
     try:
-        pi, delta = compute_draw([t.suspicion for t in tasks], params)
+        pi, delta = compute_draw([t.suspicion for t in tasks], params, calibration)
     except ValueError:
         return False
     for index, task in enumerate(tasks):
@@ -594,14 +632,19 @@ def _write_draw(
     n_without: int,
     note: str,
     on_progress: Progress | None,
+    round_facts: Mapping[str, Any] | None = None,
+    earlier: Sequence[Mapping[str, Any]] = (),
 ) -> ReviewDraw:
     """Compute the draw, write the drawn tasks' records not in ``skip``, remove older records,
-    then commit the view."""
+    then commit the view. A round of a review in rounds passes its ``round_facts``
+    (:data:`act_backend.records.ROUND_FIELDS`), ``tasks`` = its pool, and the draw records of
+    the earlier rounds."""
+    facts = dict(round_facts or {})
     try:
-        pi, delta = compute_draw([t.suspicion for t in tasks], params)
+        pi, delta = compute_draw([t.suspicion for t in tasks], params, facts.get("calibration"))
     except ValueError as exc:
         raise ReviewError(f"project {project_id}: {exc}") from None
-    draw = _draw_fields(draw_id, drawn_at, params, tasks, pi, delta)
+    draw = _draw_fields(draw_id, drawn_at, params, tasks, pi, delta) | facts
     drawn = [(t, p) for t, p, d in zip(tasks, pi, delta, strict=True) if d]
     todo = [
         (t.task_id, with_review_record(t.meta, review_record(draw, suspicion=t.suspicion, pi=p,
@@ -612,7 +655,7 @@ def _write_draw(
     _write_metas(gateway, todo, on_progress)
     drawn_ids = tuple(t.task_id for t, _ in drawn)
     _clear_older_records(gateway, tasks, draw_id, drawn_ids, on_progress)
-    record = draw_record(draw, [t.task_id for t in tasks])
+    record = draw_record(draw, [t.task_id for t in tasks], earlier)
     view_id = _commit_view(gateway, project_id, draw_id, record, drawn_ids, views)
     return ReviewDraw(
         draw_id=draw_id,

@@ -220,12 +220,18 @@ def sequential_error_count(
 
 
 def sequential_weights(
-    pis: Sequence[npt.ArrayLike], deltas: Sequence[npt.ArrayLike], *, lam: float = 1.0
+    pis: Sequence[npt.ArrayLike],
+    deltas: Sequence[npt.ArrayLike],
+    *,
+    lam: float = 1.0,
+    budgets: Sequence[float] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per-row ACT weights (machine row, human row) of a review in rounds.
 
     A row drawn in round s: λ(Σ_{r≤s} w_r − w_s/π_s) and w_s/π_s + Σ_{r>s} w_r; a row never
-    drawn: λ and 0 (module docstring). One round gives ``act_math.act_weights``.
+    drawn: λ and 0 (module docstring). One round gives ``act_math.act_weights``. Only the π of
+    drawn rows is read, and the round budgets b_r (default Σ_i π_ri): pass ``budgets`` when the
+    π of the rows not drawn is not at hand.
 
     >>> machine, human = sequential_weights(
     ...     [[0.5, 0.5, 0.0], [0.0, 0.5, 0.5]], [[1, 0, 0], [0, 0, 1]]
@@ -235,7 +241,14 @@ def sequential_weights(
     """
     pi, delta = _rounds(pis, deltas)
     lam_value = check_lam(lam)
-    shares = round_shares(pi)
+    if budgets is None:
+        shares = round_shares(pi)
+    else:
+        given = np.array([check_real(b, "budgets", low=0.0, high=math.inf, closed="neither")
+                          for b in budgets])  # fmt: skip
+        if given.size != pi.shape[0]:
+            raise ValueError(f"need one budget per round ({pi.shape[0]}); got {given.size}")
+        shares = given / given.sum()
     upto = np.cumsum(shares)
     machine = np.full(pi.shape[1], lam_value)
     human = np.zeros(pi.shape[1])

@@ -218,6 +218,8 @@ def _arrow_table(rows: Sequence[Mapping[str, Any]]) -> Any:
         "annotation_id": pa.int64(),
         "annotator": pa.int64(),
         "draw_id": pa.string(),
+        "round": pa.int64(),
+        "pi_rounds": pa.list_(pa.float64()),
     }
     columns = {name: pa.array([r[name] for r in rows], type=t) for name, t in types.items()}
     columns["data"] = _data_column([r["data"] for r in rows])

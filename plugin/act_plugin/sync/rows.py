@@ -25,6 +25,8 @@ from act_backend.records import (
 from act_plugin.act_math import act_weights
 from act_plugin.labelstudio import act_prediction, parse_time
 from act_plugin.review import draw_pi
+from act_plugin.sequential import sequential_weights
+from act_plugin.validation import budget_count
 
 __all__ = ["COLUMNS", "MODEL_LAST_ACTIONS", "Problem", "build_rows"]
 
@@ -47,9 +49,26 @@ COLUMNS: tuple[str, ...] = (
     "annotation_id",
     "annotator",
     "draw_id",
+    "round",
+    "pi_rounds",
 )
 #: ``Annotation.last_action`` values (tasks/choices.py, ActionType) meaning "not a person's label".
 MODEL_LAST_ACTIONS = frozenset({"prediction", "propagated_annotation", "imported"})
+
+
+@dataclass(frozen=True)
+class _Round:
+    """One round of a review in rounds, as the rows read it."""
+
+    draw_id: str
+    record: Mapping[str, Any]
+    drawn: frozenset[int]  # tasks carrying its record with delta 1
+    pi: dict[int, float] | None  # π over its pool, recomputed; None when impossible
+
+    @property
+    def budget(self) -> float:
+        """b_r, the round's expected reviews."""
+        return budget_count(self.record["budget"], int(self.record["n_tasks"]))
 
 
 @dataclass(frozen=True)
@@ -61,6 +80,7 @@ class _Draw:
     drawn_carriers: int  # tasks carrying its record with delta 1
     members: frozenset[int] | None  # the tasks it was made over, when the view says
     pi: dict[int, float] | None  # π of each of its tasks, recomputed; None when impossible
+    rounds: tuple[_Round, ...] = ()  # a review in rounds: every round so far, this one last
 
     @property
     def lean(self) -> bool:
@@ -101,7 +121,9 @@ def build_rows(
         rows.append(row)
         problems.extend(Problem(row["task_id"], r) for r in reasons)
     problems.extend(_draw_problems(rows, current, model_version))
-    _add_weights(rows, lam)
+    rounds = current.rounds if current is not None else ()
+    _add_rounds(rows, rounds)
+    _add_weights(rows, lam, rounds)
     return rows, problems
 
 
@@ -139,7 +161,45 @@ def _current_draw(
         drawn_carriers=sum(a.get("delta") == 1 for a in mine),
         members=frozenset(members) if members is not None else None,
         pi=draw_pi(record, pairs) if is_lean(record) else None,
+        rounds=_series_rounds(acts, record) if record.get("series") else (),
     )
+
+
+def _series_rounds(
+    acts: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]], record: Mapping[str, Any]
+) -> tuple[_Round, ...]:
+    """Every round of the current draw's series, in order; () when one cannot be found.
+
+    A round's facts come from its drawn tasks' records or the view's ``earlier_rounds``; its
+    pool from its ``task_ids``, else the tasks not drawn in an earlier round.
+    """
+    series = record["series"]
+    facts: dict[int, Mapping[str, Any]] = {}
+    drawn: dict[str, set[int]] = {}
+    for earlier in record.get("earlier_rounds") or []:
+        if isinstance(earlier, dict) and isinstance(earlier.get("round"), int):
+            facts[earlier["round"]] = earlier
+    for task, _ in acts:
+        act = review_record_of(task.get("meta"))
+        if act is not None and act.get("series") == series and isinstance(act.get("round"), int):
+            facts.setdefault(act["round"], act)
+            if act.get("delta") == 1:
+                drawn.setdefault(act["draw_id"], set()).add(int(task["id"]))
+    facts[int(record["round"])] = record
+    if sorted(facts) != list(range(1, len(facts) + 1)):
+        return ()
+    suspicion = {int(t["id"]): suspicion_of(p) for t, p in acts}
+    rounds: list[_Round] = []
+    before: set[int] = set()
+    for number in sorted(facts):
+        fact = facts[number]
+        members = ids_in(fact.get("task_ids"))
+        pool = members if members is not None else set(suspicion) - before
+        pairs = [(i, suspicion[i]) for i in sorted(pool) if i in suspicion]
+        mine = frozenset(drawn.get(fact["draw_id"], set()))
+        rounds.append(_Round(fact["draw_id"], fact, mine, draw_pi(fact, pairs)))
+        before |= mine
+    return tuple(rounds)
 
 
 def _row(
@@ -203,6 +263,12 @@ def _draw_pi(
         return pi, act.get("delta") == 1, True, None
     if current is not None and current.pi is not None and task_id in current.pi:
         return current.pi[task_id], False, True, None
+    earlier = {r.draw_id for r in current.rounds[:-1]} if current is not None else set()
+    if act is not None and act["draw_id"] in earlier:  # drawn in an earlier round
+        pi = record_pi(act)
+        if pi is None:
+            return None, False, True, f"meta of draw {act['draw_id']} has no valid pi"
+        return pi, act.get("delta") == 1, True, None
     if act is not None and current is not None and not current.lean:
         return (
             None,
@@ -310,8 +376,23 @@ def _coverage(rows: Sequence[Mapping[str, Any]], current: _Draw) -> str | None:
     return None
 
 
-def _add_weights(rows: list[dict[str, Any]], lam: float) -> None:
-    """Fill weight_machine = λ(1 − δ/π) and weight_human = δ/π (π = 1 outside the sample).
+def _add_rounds(rows: list[dict[str, Any]], rounds: Sequence[_Round]) -> None:
+    """Fill ``round`` (the round that drew the row) and ``pi_rounds`` (its π in each round, 0
+    where it was not in the pool; None for a round whose π cannot be recomputed) of a review
+    in rounds; both None otherwise."""
+    for row in rows:
+        task_id = row["task_id"]
+        row["round"] = next(
+            (n for n, r in enumerate(rounds, 1) if task_id in r.drawn and row["in_sample"]), None
+        )
+        row["pi_rounds"] = (
+            [None if r.pi is None else r.pi.get(task_id, 0.0) for r in rounds] if rounds else None
+        )
+
+
+def _add_weights(rows: list[dict[str, Any]], lam: float, rounds: Sequence[_Round] = ()) -> None:
+    """Fill weight_machine = λ(1 − δ/π) and weight_human = δ/π (π = 1 outside the sample);
+    over a review in rounds, :func:`act_plugin.sequential.sequential_weights`.
 
     Pending rows (drawn, not reviewed yet: their δ is 1 but no human label exists) get both
     weights 0: read with δ = 0 they would put the machine label at weight λ on exactly the rows
@@ -324,11 +405,31 @@ def _add_weights(rows: list[dict[str, Any]], lam: float) -> None:
     pi = np.array(
         [1.0 if row["outside_sample"] or row["pi"] is None else row["pi"] for row in rows]
     )
-    machine, human = act_weights(delta, pi, lam=lam)
+    if len(rounds) > 1:
+        machine, human = _round_weights(rows, rounds, lam)
+    else:
+        machine, human = act_weights(delta, pi, lam=lam)
     for row, w_m, w_h in zip(rows, machine, human, strict=True):
         kept = 0.0 if row["pending"] else 1.0
         row["weight_machine"] = kept * float(w_m) + 0.0  # + 0.0 turns −0.0 into 0.0
         row["weight_human"] = kept * float(w_h) + 0.0
+
+
+def _round_weights(
+    rows: Sequence[Mapping[str, Any]], rounds: Sequence[_Round], lam: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sequential ACT weights from each drawn row's own π and the rounds' budgets; rows
+    reviewed outside the sample weigh (0, 1), as with one draw."""
+    n = len(rows)
+    pis = [np.zeros(n) for _ in rounds]
+    deltas = [np.zeros(n, dtype=bool) for _ in rounds]
+    for i, row in enumerate(rows):
+        if row["round"] is not None and row["pi"] is not None:
+            pis[row["round"] - 1][i] = row["pi"]
+            deltas[row["round"] - 1][i] = True
+    machine, human = sequential_weights(pis, deltas, lam=lam, budgets=[r.budget for r in rounds])
+    outside = np.array([bool(row["outside_sample"]) for row in rows])
+    return np.where(outside, 0.0, machine), np.where(outside, 1.0, human)
 
 
 def _normalized(value: Any) -> Any:

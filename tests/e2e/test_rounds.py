@@ -1,0 +1,129 @@
+"""End to end: a review in rounds with a certificate, against a real Label Studio 1.23.2."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from act_plugin.review import REVIEW_VIEW_TITLE
+from act_plugin.rounds import review_in_rounds
+from act_plugin.sequential import sequential_weights
+from act_plugin.sync import sync_training_set
+from tests.support.projects import (
+    CHOICES,
+    MODEL_VERSION,
+    choice,
+    ls_http,
+    read_tasks,
+    task_ids,
+    view_task_ids,
+    write_act_predictions,
+)
+
+pytestmark = pytest.mark.e2e
+
+N_TASKS = 40
+#: The truth: the machine says "positive" everywhere; these tasks are really "negative".
+WRONG_EVERY = 5
+
+
+@pytest.fixture
+def round_project(ls_client, make_project):
+    """40 tasks; every 5th machine label is wrong and the critic suspects those most."""
+    project_id = make_project(CHOICES, [{"text": f"item {i}"} for i in range(N_TASKS)])
+    ids = task_ids(ls_client, project_id)
+    wrong = {t for k, t in enumerate(ids) if k % WRONG_EVERY == 0}
+    suspicion = {t: (0.7 if t in wrong else 0.2) + 0.001 * k for k, t in enumerate(ids)}
+    write_act_predictions(ls_client, suspicion)
+    ls_client.projects.update(id=project_id, model_version=MODEL_VERSION)
+    return project_id, ids, wrong
+
+
+def review_drawn(client, http, project_id, wrong):
+    """Reviewers label the current round's tasks (the review view) with the truth."""
+    view = next(
+        v
+        for v in http.get("/api/dm/views", params={"project": project_id}).json()
+        if v["data"].get("title") == REVIEW_VIEW_TITLE
+    )
+    for task_id in view_task_ids(http, project_id, view["id"]):
+        client.annotations.create(
+            id=task_id, result=choice("negative" if task_id in wrong else "positive")
+        )
+
+
+def synced_rows(client, project_id, out):
+    sync_training_set(client, project_id, out, formats=["jsonl"])
+    lines = (out / "training_set.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines]
+
+
+def test_rounds_wait_for_reviews_recalibrate_and_stop_when_certified(
+    round_project, ls_client, label_studio, tmp_path
+):
+    project_id, _, wrong = round_project
+    http = ls_http(label_studio)
+    options = dict(budget=0.5, rounds=4, target=0.9, confidence=0.9, seed=3)
+
+    first = review_in_rounds(ls_client, project_id, **options)
+    assert (first.state, first.round, first.rounds) == ("drawn", 1, 4)
+    assert first.draw is not None and first.draw.expected == pytest.approx(5.0)  # B/K = 20/4
+    again = review_in_rounds(label_studio.client(), project_id, **options)  # another machine
+    assert (again.state, again.round, again.pending) == ("waiting", 1, first.draw.drawn)
+
+    states = [first]
+    while states[-1].state in ("drawn", "waiting") and len(states) < 12:
+        review_drawn(ls_client, http, project_id, wrong)
+        states.append(review_in_rounds(ls_client, project_id, **options))
+    final = states[-1]
+    assert final.state in ("certified", "done"), [s.message for s in states]
+    assert final.certificate is not None
+    rows = synced_rows(ls_client, project_id, tmp_path)
+    by_round = {r["round"] for r in rows if r["round"] is not None}
+    assert by_round == set(range(1, final.round + 1))
+    # the certificate holds: everything wrong left is counted from the truth
+    reviewed = {r["task_id"] for r in rows if r["reviewed"]}
+    left = len(wrong - reviewed)
+    true_accuracy = 1 - left / N_TASKS
+    assert final.certificate.lower_bound <= true_accuracy
+    if final.state == "certified":
+        assert final.certificate.lower_bound >= 0.9
+    # later rounds were drawn with the critic recalibrated on the reviews before them
+    metas = [t["meta"]["act"] for t in read_tasks(ls_client, project_id).values()
+             if t["meta"].get("act")]  # fmt: skip
+    calibrations = {m["round"]: m["calibration"] for m in metas}
+    assert calibrations[1] is None
+    assert all(len(calibrations[r]) == 2 for r in calibrations if r > 1)
+    assert len({m["series"] for m in metas}) == 1
+
+
+def test_synced_weights_are_the_sequential_weights_and_pending_rows_weigh_nothing(
+    round_project, ls_client, label_studio, tmp_path
+):
+    project_id, _, wrong = round_project
+    http = ls_http(label_studio)
+    options = dict(budget=0.5, rounds=2, seed=5)
+    review_in_rounds(ls_client, project_id, **options)
+    review_drawn(ls_client, http, project_id, wrong)
+    second = review_in_rounds(ls_client, project_id, **options)
+    assert (second.state, second.round) == ("drawn", 2)
+
+    rows = synced_rows(ls_client, project_id, tmp_path)
+    assert all(len(r["pi_rounds"]) == 2 for r in rows)
+    pending = [r for r in rows if r["pending"]]
+    assert len(pending) == second.draw.drawn
+    assert all(r["weight_machine"] == r["weight_human"] == 0.0 for r in pending)
+    # a row drawn in round 1 is in no later pool; the rest are in round 2's
+    for row in rows:
+        if row["round"] == 1:
+            assert row["pi_rounds"][1] == 0.0
+        else:
+            assert row["pi_rounds"][1] > 0.0
+    pis = [np.array([r["pi_rounds"][k] for r in rows]) for k in range(2)]
+    deltas = [np.array([r["round"] == k + 1 for r in rows]) for k in range(2)]
+    machine, human = sequential_weights(pis, deltas)
+    for row, w_m, w_h in zip(rows, machine, human, strict=True):
+        if not row["pending"]:
+            assert (row["weight_machine"], row["weight_human"]) == pytest.approx((w_m, w_h))
