@@ -43,7 +43,7 @@ __all__ = [
     "ROUND_FIELDS",
     "answer_labels",
     "answer_region",
-    "draw_facts",
+    "draw_fields",
     "draw_record",
     "draw_record_of",
     "encode_prediction",
@@ -51,6 +51,7 @@ __all__ = [
     "ids_in",
     "is_lean",
     "record_pi",
+    "review_plan",
     "review_record",
     "review_record_of",
     "suspicion_digest",
@@ -182,7 +183,7 @@ def review_record(
     if missing:
         raise ValueError(f"a review record needs the draw's {', '.join(missing)}")
     return {
-        **draw_facts(draw),
+        **draw_fields(draw),
         "suspicion": float(suspicion),
         "pi": float(pi),
         "delta": int(bool(delta)),
@@ -258,7 +259,7 @@ def ids_in(ranges: object) -> set[int] | None:
     return ids
 
 
-def draw_facts(draw: Mapping[str, Any]) -> dict[str, Any]:
+def draw_fields(draw: Mapping[str, Any]) -> dict[str, Any]:
     """The draw's :data:`DRAW_FIELDS`, and its :data:`ROUND_FIELDS` when it is a round."""
     facts = {name: draw[name] for name in DRAW_FIELDS}
     if draw.get("series") is not None:
@@ -271,9 +272,9 @@ def draw_record(
     task_ids: Iterable[int],
     earlier_rounds: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
-    """The review view's ``data["act"]``: the draw's facts (:func:`draw_facts`), its tasks,
+    """The review view's ``data["act"]``: the draw's facts (:func:`draw_fields`), its tasks,
     and for a round after the first, the draw records of the series' earlier rounds."""
-    record = {**draw_facts(draw), "task_ids": id_ranges(task_ids)}
+    record = {**draw_fields(draw), "task_ids": id_ranges(task_ids)}
     if earlier_rounds:
         record["earlier_rounds"] = [dict(r) for r in earlier_rounds]
     return record
@@ -290,6 +291,19 @@ def draw_record_of(view: Mapping[str, Any]) -> dict[str, Any] | None:
         return record
     draw_id = data.get("act_draw_id")
     return {"draw_id": draw_id} if isinstance(draw_id, str) else None
+
+
+def review_plan(record: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The plan of the review in rounds a draw record belongs to (series, rounds planned, the
+    whole budget, the certificate's target and confidence, the current round); None when the
+    record is not a round.
+
+    >>> review_plan({"series": "s", "round": 2, "rounds": 4, "total_budget": 20.0})["round"]
+    2
+    """
+    if not isinstance(record, Mapping) or not isinstance(record.get("series"), str):
+        return None
+    return {name: record.get(name) for name in ROUND_FIELDS if name != "calibration"}
 
 
 def record_pi(record: Mapping[str, Any]) -> float | None:

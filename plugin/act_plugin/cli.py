@@ -361,6 +361,33 @@ def review(
     redraw: Annotated[
         bool, typer.Option("--redraw", help="Replace an existing draw (never done without).")
     ] = False,
+    rounds: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Spend the budget in this many rounds: each run draws the next round once the "
+            "last one is reviewed, with the critic recalibrated on the reviews.",
+        ),
+    ] = 1,
+    target_accuracy: Annotated[
+        float | None,
+        typer.Option(
+            help="Stop drawing rounds once the training set is certified at least this "
+            "accurate (e.g. 0.95).",
+        ),
+    ] = None,
+    confidence: Annotated[
+        float, typer.Option(help="Confidence of the certificate (with --target-accuracy).")
+    ] = 0.95,
+    watch: Annotated[
+        bool,
+        typer.Option(
+            "--watch", help="With rounds: wait for the reviewers and go on until the end."
+        ),
+    ] = False,
+    poll_seconds: Annotated[
+        float, typer.Option(min=1.0, help="With --watch: how often to look for new reviews.")
+    ] = 30.0,
     label_studio_url: LabelStudioUrlOption = DEFAULT_LS_URL,
     api_key: ApiKeyOption = "",
 ) -> None:
@@ -369,6 +396,11 @@ def review(
 
     client = _label_studio(label_studio_url, api_key)
     count: int | float = int(budget) if budget >= 1 and float(budget).is_integer() else budget
+    if rounds > 1 or target_accuracy is not None:
+        plan = dict(budget=count, rounds=rounds, target=target_accuracy, confidence=confidence,
+                    rule=rule, floor=floor, beta=beta, seed=seed, redraw=redraw)  # fmt: skip
+        _review_rounds(client, project, plan, watch=watch, poll_seconds=poll_seconds)
+        return
     with _task_progress("storing the draw") as (progress, bar):
         try:
             draw = draw_sample(
@@ -385,6 +417,55 @@ def review(
         except ReviewError as exc:
             _error(exc)
             raise typer.Exit(1) from None
+    _print_draw(draw, project)
+
+
+def _review_rounds(
+    client: Any, project: int, plan: dict[str, Any], *, watch: bool, poll_seconds: float
+) -> None:
+    """`ls-act review --rounds/--target-accuracy`: the next step, or every step with --watch."""
+    import time
+
+    from act_plugin.review import ReviewError
+    from act_plugin.rounds import review_in_rounds
+
+    while True:
+        with _task_progress("review in rounds") as (progress, bar):
+            try:
+                status = review_in_rounds(
+                    client, project, **plan, on_progress=_stage_progress(progress, bar)
+                )
+            except ReviewError as exc:
+                _error(exc)
+                raise typer.Exit(1) from None
+        plan["redraw"] = False  # a --redraw starts one new series, not one per step
+        if status.draw is not None:
+            _print_draw(status.draw, project)
+        _print_round(status)
+        if not watch or status.state in ("certified", "done"):
+            return
+        time.sleep(poll_seconds)
+
+
+def _print_round(status: Any) -> None:
+    table = _kv_table(f"review in rounds {status.series}")
+    table.add_row("status", status.message)
+    table.add_row("round", f"{status.round} of {status.rounds}")
+    spent = "" if status.spent != status.spent else f"{status.spent:.1f} of "  # NaN: unknown
+    table.add_row("budget (expected reviews)", f"{spent}{status.total_budget:.1f}")
+    cert = status.certificate
+    if cert is not None:
+        verdict = "reached" if cert.met else "not reached"
+        table.add_row(
+            "certificate",
+            f"training set ≥ {cert.lower_bound:.1%} accurate at {cert.confidence:.0%} "
+            f"confidence; target {cert.target:.1%} {verdict} (α spent so far "
+            f"{cert.alpha_spent:.3f}; valid whenever the review stops)",
+        )
+    err.print(table)
+
+
+def _print_draw(draw: Any, project: int) -> None:
     table = _kv_table(f"review sample {draw.draw_id}")
     table.add_row(
         "status",
@@ -487,6 +568,7 @@ def report(
 ) -> None:
     """Label quality (ACT estimate with a 95% interval), critic quality and money saved."""
     from act_plugin.report import compute_report, write_report
+    from act_plugin.sync import REVIEW_FILE
 
     if importlib.util.find_spec("matplotlib") is None:  # e.g. the slim Docker image
         _error(
@@ -499,8 +581,12 @@ def report(
         err.print(f"[red]error:[/] {source} not found: run `ls-act sync` first")
         raise typer.Exit(1)
     rows = [json.loads(line) for line in source.read_text().splitlines() if line.strip()]
+    plan_file = training_set / REVIEW_FILE  # the review in rounds' plan, for the certificate
+    plan = json.loads(plan_file.read_text()) if plan_file.exists() else None
     try:
-        figures = compute_report(rows, cost_per_human_label=cost_per_label, llm_cost=llm_cost)
+        figures = compute_report(
+            rows, cost_per_human_label=cost_per_label, llm_cost=llm_cost, plan=plan
+        )
     except ValueError as exc:
         _error(exc)
         raise typer.Exit(1) from None

@@ -88,6 +88,7 @@ __all__ = [
     "ReviewDraw",
     "ReviewError",
     "compute_draw",
+    "draw_facts",
     "draw_pi",
     "draw_sample",
 ]
@@ -361,23 +362,28 @@ def _reproduces(existing: _Existing, tasks: Sequence[_Task], params: DrawParams)
     return True
 
 
-def _draw_fields(
-    draw_id: str,
-    drawn_at: str,
+def draw_facts(
     params: DrawParams,
-    tasks: Sequence[_Task],
+    task_ids: Sequence[int],
+    suspicions: Sequence[float],
     pi: np.ndarray,
     delta: np.ndarray,
+    *,
+    draw_id: str | None = None,
+    drawn_at: str | None = None,
 ) -> dict[str, Any]:
-    """What every review record of the draw repeats (:data:`act_backend.records.DRAW_FIELDS`)."""
+    """A new draw's facts, what every review record of it repeats
+    (:data:`act_backend.records.DRAW_FIELDS`): its parameters, N, Σδ, the fingerprint of the
+    (task id, suspicion) pairs drawn from and the smallest π not drawn. A fresh id and the
+    current time unless given. Used by ``ls-act review`` and ``ls-act scale review``."""
     undrawn = pi[~delta.astype(bool)]
     return {
-        "draw_id": draw_id,
+        "draw_id": draw_id or uuid.uuid4().hex,
         **asdict(params),
-        "drawn_at": drawn_at,
-        "n_tasks": len(tasks),
+        "drawn_at": drawn_at or datetime.now(timezone.utc).isoformat(),
+        "n_tasks": len(task_ids),
         "n_drawn": int(delta.sum()),
-        "suspicion_digest": _digest(tasks),
+        "suspicion_digest": suspicion_digest(task_ids, suspicions),
         "min_pi_undrawn": float(undrawn.min()) if undrawn.size else None,
     }
 
@@ -644,7 +650,9 @@ def _write_draw(
         pi, delta = compute_draw([t.suspicion for t in tasks], params, facts.get("calibration"))
     except ValueError as exc:
         raise ReviewError(f"project {project_id}: {exc}") from None
-    draw = _draw_fields(draw_id, drawn_at, params, tasks, pi, delta) | facts
+    ids, suspicions = [t.task_id for t in tasks], [t.suspicion for t in tasks]
+    draw = draw_facts(params, ids, suspicions, pi, delta, draw_id=draw_id, drawn_at=drawn_at)
+    draw |= facts
     drawn = [(t, p) for t, p, d in zip(tasks, pi, delta, strict=True) if d]
     todo = [
         (t.task_id, with_review_record(t.meta, review_record(draw, suspicion=t.suspicion, pi=p,

@@ -7,10 +7,12 @@ import json
 import numpy as np
 import pytest
 
+from act_plugin.report import compute_report
 from act_plugin.review import REVIEW_VIEW_TITLE
 from act_plugin.rounds import review_in_rounds
 from act_plugin.sequential import sequential_weights
-from act_plugin.sync import sync_training_set
+from act_plugin.sync import REVIEW_FILE, sync_training_set
+from tests.support.cli import run_ok
 from tests.support.projects import (
     CHOICES,
     MODEL_VERSION,
@@ -127,3 +129,36 @@ def test_synced_weights_are_the_sequential_weights_and_pending_rows_weigh_nothin
     for row, w_m, w_h in zip(rows, machine, human, strict=True):
         if not row["pending"]:
             assert (row["weight_machine"], row["weight_human"]) == pytest.approx((w_m, w_h))
+
+
+def test_the_cli_runs_the_rounds_and_the_report_states_the_certificate(
+    round_project, ls_client, label_studio, tmp_path
+):
+    project_id, _, wrong = round_project
+    http = ls_http(label_studio)
+    command = ["review", "--project", str(project_id), "--budget", "0.5", "--rounds", "2",
+               "--target-accuracy", "0.99", "--confidence", "0.9", "--seed", "9",
+               "--label-studio-url", label_studio.url, "--api-key", label_studio.token]  # fmt: skip
+    run_ok(*command)
+    review_drawn(ls_client, http, project_id, wrong)
+    run_ok(*command)  # round 2
+    review_drawn(ls_client, http, project_id, wrong)
+    run_ok(*command)  # both rounds reviewed: the budget is spent
+    out = tmp_path / "set"
+    run_ok("sync", "--project", str(project_id), "--out", str(out), "--formats", "jsonl",
+           "--label-studio-url", label_studio.url, "--api-key", label_studio.token)  # fmt: skip
+    plan = json.loads((out / REVIEW_FILE).read_text())
+    assert (plan["rounds"], plan["round"], plan["target"]) == (2, 2, 0.99)
+    assert plan["total_budget"] == pytest.approx(20.0)
+    rows = [json.loads(line) for line in (out / "training_set.jsonl").read_text().splitlines()]
+    figures = compute_report(rows, plan=plan)
+    cert = figures.certificate
+    assert cert is not None and cert.rounds == 2 and cert.confidence == 0.9
+    assert cert.alpha_spent == pytest.approx(0.1)
+    reviewed = {r["task_id"] for r in rows if r["reviewed"]}
+    assert cert.lower_bound <= 1 - len(wrong - reviewed) / N_TASKS
+    low, high = figures.accuracy.ci_low, figures.accuracy.ci_high
+    assert low <= 1 - len(wrong) / N_TASKS <= high
+    run_ok("report", "--training-set", str(out))
+    page = next(out.glob("*.html")).read_text()
+    assert "Certificate: the training set" in page

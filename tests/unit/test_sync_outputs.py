@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from act_plugin.sync.fetch import STATE_FILE
-from act_plugin.sync.outputs import OUTPUT_NAMES, write_outputs
+from act_plugin.sync.outputs import OUTPUT_NAMES, REVIEW_FILE, write_outputs
 from act_plugin.sync.rows import COLUMNS
 
 # A sync's write phase in its own process: many rows, every format, so it runs for seconds.
@@ -62,7 +62,7 @@ def test_a_sync_removes_the_temp_files_of_a_run_killed_in_its_write_phase(tmp_pa
 
 def test_only_its_own_temp_names_are_removed(tmp_path):
     csv, hf = OUTPUT_NAMES["csv"], OUTPUT_NAMES["hf"]
-    ours = [f".tmp-{csv}-123", f".old-{hf}-9", f".tmp-{STATE_FILE}-1"]
+    ours = [f".tmp-{csv}-123", f".old-{hf}-9", f".tmp-{STATE_FILE}-1", f".tmp-{REVIEW_FILE}-5"]
     foreign = [".tmp-notes-123", ".tmp-training_set.jsonl-abc", "my.tmp-file", ".old-x-1"]
     for name in ours + foreign:
         (tmp_path / name).write_text("x")
@@ -72,7 +72,9 @@ def test_only_its_own_temp_names_are_removed(tmp_path):
     write_outputs(tmp_path, rows(1), ("jsonl",), {})
     left = sorted(p.name for p in tmp_path.iterdir())
     assert [n for n in ours if n in left] == [] and f".tmp-{hf}-77" not in left
-    assert left == sorted([*foreign, OUTPUT_NAMES["jsonl"], STATE_FILE])  # no lock file either
+    # no lock file either; review.json holds the plan of a review in rounds (none here)
+    assert left == sorted([*foreign, OUTPUT_NAMES["jsonl"], REVIEW_FILE, STATE_FILE])
+    assert json.loads((tmp_path / REVIEW_FILE).read_text()) is None
 
 
 def test_a_concurrent_sync_is_waited_for_not_broken(tmp_path):

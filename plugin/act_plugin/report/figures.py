@@ -29,6 +29,7 @@ from act_plugin.act_math import (
     weighted_auroc,
 )
 from act_plugin.report.rows import Table, parse_rows
+from act_plugin.sequential import Certificate, certificate, sequential_error_count
 from act_plugin.validation import check_real
 
 #: Shares of the reviewed rows (most suspicious first) at which the critic's recall is reported.
@@ -260,6 +261,7 @@ class ReportFigures:
     per_label: tuple[LabelBreakdown, ...]
     calibration: tuple[CalibrationBin, ...]
     calibration_curve: tuple[tuple[float, float], ...]
+    certificate: Certificate | None = None
     undefined: Mapping[str, str] = field(default_factory=dict)
 
     @property
@@ -297,6 +299,7 @@ def compute_report(
     confidence: float = 0.95,
     top_k: int = DEFAULT_TOP_K,
     estimator: str = REPORT_ESTIMATOR,
+    plan: Mapping[str, Any] | None = None,
 ) -> ReportFigures:
     """Every figure of the ACT report from the rows of ``ls-act sync``; pure, no I/O.
 
@@ -315,6 +318,10 @@ def compute_report(
         k of precision@k (capped at the number of reviewed rows).
     estimator : {"model-assisted", "horvitz-thompson"}
         The estimator of the error counts and accuracies (``act_math.error_count_estimate``).
+    plan : mapping or None
+        The plan of the review in rounds the rows come from (``review.json`` of ``ls-act
+        sync``: ``total_budget``, ``target``, ``confidence``); with a target, the report
+        carries the certificate (``sequential.certificate``) at the plan's confidence.
 
     Returns
     -------
@@ -330,9 +337,13 @@ def compute_report(
     cost, llm, level, k = _check_options(cost_per_human_label, llm_cost, confidence, top_k)
     if estimator not in ESTIMATORS:
         raise ValueError(f"estimator must be one of {list(ESTIMATORS)}; got {estimator!r}")
-    return _compute(
-        parse_rows(rows), cost=cost, llm_cost=llm, confidence=level, top_k=k, estimator=estimator
+    table = parse_rows(rows)
+    figures = _compute(
+        table, cost=cost, llm_cost=llm, confidence=level, top_k=k, estimator=estimator
     )
+    undefined = dict(figures.undefined)
+    cert = _certificate(table, plan, undefined)
+    return dataclasses.replace(figures, certificate=cert, undefined=undefined)
 
 
 def _compute(
@@ -411,7 +422,17 @@ def _compute(
 
 def _error_count(table: Table, domain: np.ndarray, confidence: float, method: str) -> ErrorCount:
     """``act_math.error_count_estimate`` on the rows of ``domain`` (e_i is sync's
-    machine_correct, multi-label order included)."""
+    machine_correct, multi-label order included); over a review in rounds,
+    ``sequential.sequential_error_count``."""
+    if table.pi_rounds is not None:
+        pis, deltas = _round_design(table, domain)
+        return sequential_error_count(
+            table.wrong[domain],
+            pis,
+            deltas,
+            suspicion=table.suspicion[domain] if method == "model-assisted" else None,
+            confidence=confidence,
+        )
     return error_count_estimate(
         table.wrong[domain],
         table.delta[domain],
@@ -420,6 +441,47 @@ def _error_count(table: Table, domain: np.ndarray, confidence: float, method: st
         method=method,
         confidence=confidence,
     )
+
+
+def _certificate(
+    table: Table, plan: Mapping[str, Any] | None, undefined: dict[str, str]
+) -> Certificate | None:
+    """``sequential.certificate`` of the rows under ``plan``; None (and why) when undefined."""
+    if plan is None or plan.get("target") is None:
+        undefined["certificate"] = "no target accuracy was set (ls-act review --target-accuracy)"
+        return None
+    if table.pending.any():
+        undefined["certificate"] = "drawn rows still wait for review"
+        return None
+    domain = table.in_estimate
+    if not table.delta[domain].any():
+        undefined["certificate"] = "no drawn row has been reviewed yet"
+        return None
+    if table.pi_rounds is not None:
+        pis, deltas = _round_design(table, domain)
+    else:
+        pis, deltas = [table.pi[domain]], [(table.delta & ~table.outside)[domain]]
+    return certificate(
+        table.wrong[domain],
+        pis,
+        deltas,
+        total_budget=float(plan["total_budget"]),
+        target=float(plan["target"]),
+        confidence=float(plan.get("confidence") or 0.95),
+        suspicion=table.suspicion[domain],
+    )
+
+
+def _round_design(table: Table, domain: np.ndarray) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Each round's (π, δ) over ``domain``; rounds with no budget there are left out (they
+    drew none of its rows). Rows reviewed outside the sample count as not reviewed."""
+    assert table.pi_rounds is not None
+    pis, deltas = [], []
+    for r, pi in enumerate(table.pi_rounds, start=1):
+        if pi[domain].sum() > 0.0:
+            pis.append(pi[domain])
+            deltas.append(((table.round == r) & table.reviewed)[domain])
+    return pis, deltas
 
 
 def _errors(

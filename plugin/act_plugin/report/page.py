@@ -36,6 +36,16 @@ def _headline(fig: ReportFigures) -> str:
             "The machine labels' accuracy cannot be estimated yet: "
             f"{html.escape(fig.undefined.get('accuracy', ''))}."
         )
+    cert = fig.certificate
+    if cert is not None:
+        verdict = "reached" if cert.met else "<b>not reached</b>"
+        parts.append(
+            f"Certificate: the training set (human labels where reviewed, machine labels "
+            f"elsewhere) is at least <b>{pct(cert.lower_bound)}</b> accurate at "
+            f"{round(100 * cert.confidence)}% confidence, after {cert.rounds} round(s); the "
+            f"target {pct(cert.target)} is {verdict}. The bound stays valid however the review "
+            "was stopped (its error rate is spent across the rounds)."
+        )
     parts.append(
         f"Humans reviewed <b>{fig.n_reviewed:,}</b> of {fig.n_items:,} items "
         f"(<b>{pct(fig.human_share)}</b>); the machine alone labelled "

@@ -37,6 +37,8 @@ class Table:
     in_sample: np.ndarray  # bool
     outside: np.ndarray  # bool
     pending: np.ndarray  # bool
+    round: np.ndarray  # int: the round of a review in rounds that drew the row, 0 if none
+    pi_rounds: np.ndarray | None  # (R, N): π of each row in each round; None unless R > 1
 
     @property
     def in_estimate(self) -> np.ndarray:
@@ -100,6 +102,8 @@ class _Row:
     in_sample: bool
     outside: bool
     pending: bool
+    round: int
+    pi_rounds: tuple[float, ...] | None
 
 
 #: Table field → the boolean column of ``ls-act sync`` it is read from.
@@ -129,6 +133,10 @@ def _read_row(row: Mapping[str, Any], i: int) -> _Row:
     if flags["pending"] and flags["reviewed"]:
         raise _row_error(row, i, "pending and reviewed at once")
     who = row.get("annotator")
+    drawn_in = row.get("round")
+    if drawn_in is not None and (isinstance(drawn_in, bool) or not isinstance(drawn_in, int)
+                                 or drawn_in < 1):  # fmt: skip
+        raise _row_error(row, i, f"round must be an int >= 1 or None; got {drawn_in!r}")
     return _Row(
         label_key=_label_key(row.get("machine_label")),
         annotator=_UNKNOWN_ANNOTATOR if who is None else str(who),
@@ -137,8 +145,32 @@ def _read_row(row: Mapping[str, Any], i: int) -> _Row:
         pi=pi,
         delta=delta,
         in_design=in_design,
+        round=drawn_in or 0,
+        pi_rounds=_pi_rounds(row, i),
         **flags,
     )
+
+
+def _pi_rounds(row: Mapping[str, Any], index: int) -> tuple[float, ...] | None:
+    """The row's π in each round (None when a round's π is unknown or there are no rounds)."""
+    values = row.get("pi_rounds")
+    if values is None:
+        return None
+    if not isinstance(values, list):
+        raise _row_error(row, index, f"pi_rounds must be a list or None; got {values!r}")
+    if any(v is None for v in values):
+        return None
+    return tuple(_number({"pi": v, "task_id": row.get("task_id")}, index, "pi") for v in values)
+
+
+def _round_matrix(parsed: Sequence[_Row]) -> np.ndarray | None:
+    """(R, N) π of a review in rounds over every row; None unless every row knows R > 1 π."""
+    first = parsed[0].pi_rounds
+    if first is None or len(first) < 2:
+        return None
+    if any(r.pi_rounds is None or len(r.pi_rounds) != len(first) for r in parsed):
+        return None
+    return np.array([r.pi_rounds for r in parsed], dtype=float).T
 
 
 def parse_rows(rows: Sequence[Mapping[str, Any]]) -> Table:
@@ -158,5 +190,7 @@ def parse_rows(rows: Sequence[Mapping[str, Any]]) -> Table:
         annotator=[r.annotator for r in parsed],
         suspicion=column("suspicion", float),
         pi=column("pi", float),
+        round=column("round", int),
+        pi_rounds=_round_matrix(parsed),
         **{name: column(name, bool) for name in flags},
     )

@@ -45,7 +45,7 @@ needs no refetch). ``full=True`` ignores the state.
 """
 
 from .fetch import STATE_FILE
-from .outputs import FORMATS, OUTPUT_NAMES
+from .outputs import FORMATS, OUTPUT_NAMES, REVIEW_FILE
 from .rows import COLUMNS, MODEL_LAST_ACTIONS, Problem, build_rows
 from .run import SyncError, SyncResult, sync_training_set
 
@@ -54,6 +54,7 @@ __all__ = [
     "FORMATS",
     "MODEL_LAST_ACTIONS",
     "OUTPUT_NAMES",
+    "REVIEW_FILE",
     "STATE_FILE",
     "Problem",
     "SyncError",

@@ -30,7 +30,7 @@ except ImportError:  # pragma: no cover - Windows: no lock, so no clean-up eithe
 from .fetch import STATE_FILE
 from .rows import COLUMNS
 
-__all__ = ["FORMATS", "OUTPUT_NAMES", "OutputError", "write_outputs"]
+__all__ = ["FORMATS", "OUTPUT_NAMES", "REVIEW_FILE", "OutputError", "write_outputs"]
 
 FORMATS: tuple[str, ...] = ("jsonl", "csv", "parquet", "hf")
 OUTPUT_NAMES: dict[str, str] = {
@@ -40,6 +40,9 @@ OUTPUT_NAMES: dict[str, str] = {
     "hf": "hf_dataset",
 }
 
+#: Beside the outputs: the plan of the review in rounds the rows come from (``null`` without
+#: one), which ``ls-act report`` needs for the certificate.
+REVIEW_FILE = "review.json"
 
 #: Seconds to wait for another sync writing into the same directory.
 LOCK_WAIT = 600.0
@@ -52,17 +55,22 @@ class OutputError(RuntimeError):
 
 
 def write_outputs(
-    out_dir: Path, rows: list[dict[str, Any]], formats: Sequence[str], state: Mapping[str, Any]
+    out_dir: Path,
+    rows: list[dict[str, Any]],
+    formats: Sequence[str],
+    state: Mapping[str, Any],
+    plan: Mapping[str, Any] | None = None,
 ) -> dict[str, Path]:
-    """Every output in ``formats`` and the sync state, all or nothing: each is written to a
-    temporary name and renamed only when all were written. The paths, by format."""
+    """Every output in ``formats``, :data:`REVIEW_FILE` (``plan``) and the sync state, all or
+    nothing: each is written to a temporary name and renamed only when all were written. The
+    paths, by format."""
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"cannot create the output directory {out_dir}: {exc}") from None
     with writing(out_dir):
         remove_debris(out_dir)
-        return _write_all(out_dir, rows, formats, state)
+        return _write_all(out_dir, rows, formats, state, plan)
 
 
 @contextlib.contextmanager
@@ -100,7 +108,7 @@ def remove_debris(out_dir: Path) -> list[str]:
     The names removed."""
     if fcntl is None:  # pragma: no cover - without the lock a live sync's files look alike
         return []
-    ours = {*OUTPUT_NAMES.values(), STATE_FILE}
+    ours = {*OUTPUT_NAMES.values(), REVIEW_FILE, STATE_FILE}
     removed = []
     for path in out_dir.iterdir():
         match = _TEMPORARY.fullmatch(path.name)
@@ -111,7 +119,11 @@ def remove_debris(out_dir: Path) -> list[str]:
 
 
 def _write_all(
-    out_dir: Path, rows: list[dict[str, Any]], formats: Sequence[str], state: Mapping[str, Any]
+    out_dir: Path,
+    rows: list[dict[str, Any]],
+    formats: Sequence[str],
+    state: Mapping[str, Any],
+    plan: Mapping[str, Any] | None,
 ) -> dict[str, Path]:
     """Stage every output under a temporary name, then rename them all (the state last)."""
     jsonl = _jsonl_bytes(rows)
@@ -122,12 +134,13 @@ def _write_all(
         "hf": lambda path: _write_hf(
             rows, path, fingerprint=hashlib.sha256(jsonl).hexdigest()[:16]
         ),
+        REVIEW_FILE: lambda path: path.write_text(json.dumps(plan, sort_keys=True), "utf-8"),
         STATE_FILE: lambda path: path.write_text(
             json.dumps(state, sort_keys=True, ensure_ascii=False), "utf-8"
         ),
     }
     staged: list[tuple[Path, Path]] = []  # (temporary, final), the state file last
-    for key in (*formats, STATE_FILE):
+    for key in (*formats, REVIEW_FILE, STATE_FILE):
         name = OUTPUT_NAMES.get(key, key)
         temporary = out_dir / f".tmp-{name}-{os.getpid()}"
         staged.append((temporary, out_dir / name))

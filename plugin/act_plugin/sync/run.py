@@ -10,7 +10,7 @@ from typing import Any
 from label_studio_sdk import LabelStudio
 
 from act_backend.labeling import UnsupportedConfig, parse_label_config
-from act_backend.records import DEFAULT_RATIONALE_FIELD
+from act_backend.records import DEFAULT_RATIONALE_FIELD, review_plan
 from act_plugin.labelstudio import (
     Gateway,
     LabelStudioError,
@@ -114,7 +114,9 @@ def sync_training_set(
         draw=fetched.draw,
     )
     try:
-        paths = write_outputs(out_dir, rows, chosen, state_of(project, fetched.records))
+        paths = write_outputs(
+            out_dir, rows, chosen, state_of(project, fetched.records), review_plan(fetched.draw)
+        )
     except OutputError as exc:
         raise SyncError(str(exc)) from exc
     return SyncResult(
