@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 import traceback
+from collections.abc import Iterator
+from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -17,13 +20,21 @@ from act_backend.records import DRAW_FIELDS, review_record
 from act_backend.testing.openai_server import OpenAIStubServer
 from act_plugin.act_math import draw_review, inclusion_probabilities
 from act_plugin.cli import app
+from act_plugin.labelstudio import gateway
 from act_plugin.scale.annotate import ANNOTATIONS
 from act_plugin.scale.projects import ITEM_KEY
-from act_plugin.scale.review import import_sample
+from act_plugin.scale.review import (
+    ImportResult,
+    draw_dataset,
+    draw_params,
+    import_sample,
+    shard_title,
+)
 from act_plugin.scale.store import Store
 from tests.support.configs import SCRIPT, TEXT
+from tests.support.faulty_proxy import FaultyProxy
 from tests.support.llm import ScriptedLLM
-from tests.support.projects import choice, read_tasks
+from tests.support.projects import choice, client_at, read_tasks
 from tests.support.ray_local import ray_instance  # noqa: F401 - the fixture
 
 pytest.importorskip("ray")
@@ -37,25 +48,33 @@ TEXTS = [f"{KEYS[i % len(KEYS)]} number {i};" for i in range(N_ITEMS)]
 FLIP = {"positive": "negative", "negative": "neutral", "neutral": "positive"}
 
 
-@pytest.fixture
-def llm():
+def scripted_llm() -> OpenAIStubServer:
     responder = ScriptedLLM(
         labels={k: v[0] for k, v in SCRIPT.items()}, suspicion={k: v[1] for k, v in SCRIPT.items()}
     )
-    with OpenAIStubServer(responder=responder) as server:
+    return OpenAIStubServer(responder=responder)
+
+
+@pytest.fixture
+def llm():
+    with scripted_llm() as server:
         yield server
+
+
+def write_config(directory: Path, base_url: str) -> Path:
+    """A TOML config: both roles on the stub LLM, no retries, a private answer cache."""
+    path = directory / "act.toml"
+    lines = [f'cache_dir = "{directory / "cache"}"']
+    for role in ("annotator", "critic"):
+        lines += [f"[{role}]", f'base_url = "{base_url}"', 'api_key = "sk-test"']
+        lines += ["max_retries = 0"]
+    path.write_text("\n".join(lines) + "\n")
+    return path
 
 
 @pytest.fixture
 def config(llm, tmp_path):
-    """A TOML config: both roles on the stub LLM, no retries, a private answer cache."""
-    path = tmp_path / "act.toml"
-    lines = [f'cache_dir = "{tmp_path / "cache"}"']
-    for role in ("annotator", "critic"):
-        lines += [f"[{role}]", f'base_url = "{llm.base_url}"', 'api_key = "sk-test"']
-        lines += ["max_retries = 0"]
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    return write_config(tmp_path, llm.base_url)
 
 
 def scale(*args: str):
@@ -69,16 +88,22 @@ def parquet_rows(store: Store, stage: str) -> list[dict]:
     return [r for _, t in store.iter_parts(stage) for r in t.to_pylist()]
 
 
+def annotate(directory: Path, config: Path) -> str:
+    """The N_ITEMS items annotated into ``directory``/run, blocks of 50; the run's URL."""
+    data = directory / "items.parquet"
+    pq.write_table(pa.table({"id": [5000 + i for i in range(N_ITEMS)], "text": TEXTS}), data)
+    (directory / "config.xml").write_text(TEXT)
+    out = str(directory / "run")
+    scale("annotate", "-i", str(data), "-o", out, "--label-config", str(directory / "config.xml"),
+          "--block-size", "50", "--actor-cpus", "0.5", "--config", str(config))  # fmt: skip
+    return out
+
+
 def test_review_imports_only_the_drawn_rows_and_sync_joins_the_reviews(
     config, label_studio, ls_client, tmp_path
 ):
     ls = ("--label-studio-url", label_studio.url, "--api-key", label_studio.token)
-    data = tmp_path / "items.parquet"
-    pq.write_table(pa.table({"id": [5000 + i for i in range(N_ITEMS)], "text": TEXTS}), data)
-    (tmp_path / "config.xml").write_text(TEXT)
-    out = str(tmp_path / "run")
-    scale("annotate", "-i", str(data), "-o", out, "--label-config", str(tmp_path / "config.xml"),
-          "--block-size", "50", "--actor-cpus", "0.5", "--config", str(config))  # fmt: skip
+    out = annotate(tmp_path, config)
     title = f"scale-e2e-{tmp_path.name[-12:]}"
     scale("review", "-o", out, "--budget", "40", "--rule", "exponential", "--floor", "0.2",
           "--seed", "7", "--shard-size", str(SHARD), "--chunk-size", "4",
@@ -176,3 +201,113 @@ def test_review_imports_only_the_drawn_rows_and_sync_joins_the_reviews(
     finally:
         for project_id in projects.values():
             ls_client.projects.delete(id=project_id)
+
+
+# --------------------------------------------------------------------------------------------
+# Imports whose answer is lost: never a task twice, never a second project
+# --------------------------------------------------------------------------------------------
+
+CHUNK = 4
+
+
+@pytest.fixture(scope="module")
+def drawn_run(tmp_path_factory, ray_instance) -> Path:  # noqa: F811 - the fixture
+    """The items annotated and drawn (budget 40, seed 7), nothing imported: copied per test."""
+    directory = tmp_path_factory.mktemp("scale-drawn")
+    with scripted_llm() as server:
+        out = annotate(directory, write_config(directory, server.base_url))
+    draw_dataset(Store(out), draw_params(40, rule="exponential", floor=0.2, seed=7))
+    return Path(out)
+
+
+@pytest.fixture
+def fresh_run(drawn_run, tmp_path, monkeypatch) -> Store:
+    monkeypatch.setattr(gateway, "RETRY_DELAYS", (0.05, 0.1, 0.2))
+    shutil.copytree(drawn_run, tmp_path / "run")
+    return Store(str(tmp_path / "run"))
+
+
+def drawn_rows(store: Store) -> list[int]:
+    return [r["row"] for r in parquet_rows(store, "review") if r["delta"] == 1]
+
+
+def imports(proxy: FaultyProxy) -> list[str]:
+    """The task imports the proxy received (not the prediction imports)."""
+    return [line for line in proxy.requests if line.startswith("POST") and "/import?" in line]
+
+
+def held_rows(ls_client, projects: dict[int, int]) -> list[int]:
+    """Every task's row, over the shard projects in order (a row twice shows twice)."""
+    tasks = [t for p in projects.values() for t in read_tasks(ls_client, p).values()]
+    return sorted(t["meta"][ITEM_KEY]["row"] for t in tasks)
+
+
+def chunks(n_drawn: int) -> int:
+    """Import requests for ``n_drawn`` rows: shards of SHARD rows, CHUNK rows per request."""
+    full, rest = divmod(n_drawn, SHARD)
+    return full * math.ceil(SHARD / CHUNK) + math.ceil(rest / CHUNK)
+
+
+class DropsFirstImport(FaultyProxy):
+    """Closes the connection of the first task import before Label Studio sees it."""
+
+    dropped = False
+
+    def _should_fail(self, line: str) -> bool:
+        fails = super()._should_fail(line)
+        if line.startswith("POST") and "/import?" in line and not self.dropped:
+            self.dropped = True
+            return True
+        return fails
+
+
+@pytest.fixture
+def title(ls_client, tmp_path) -> Iterator[str]:
+    """A title prefix of this test's own; its projects are deleted after the test."""
+    prefix = f"scale-{tmp_path.name[-16:]}"
+    yield prefix
+    for project in ls_client.projects.list():
+        if project.title.startswith(prefix):
+            ls_client.projects.delete(id=project.id)
+
+
+def import_through(proxy: FaultyProxy, token: str, store: Store, title: str) -> ImportResult:
+    with proxy:
+        client = client_at(proxy.url, token)
+        return import_sample(client, store, title=title, shard_size=SHARD, chunk_size=CHUNK)
+
+
+def test_an_import_whose_answer_is_lost_is_read_back_not_sent_again(
+    fresh_run, label_studio, ls_client, title
+):
+    """The chunk is imported but its answer never comes: a blind retry would import it twice."""
+    drawn = drawn_rows(fresh_run)
+    proxy = FaultyProxy(label_studio.url, lose_answer_to="/import?")
+    result = import_through(proxy, label_studio.token, fresh_run, title)
+    assert len(proxy.lost) == 1 and proxy.lost == imports(proxy)[:1]
+    assert len(imports(proxy)) == chunks(len(drawn))  # the lost one was not sent again
+    assert (result.imported, result.skipped, result.duplicates_removed) == (len(drawn), 0, 0)
+    assert held_rows(ls_client, result.projects) == drawn  # every drawn row once
+
+
+def test_an_import_that_never_arrived_is_sent_again(fresh_run, label_studio, ls_client, title):
+    drawn = drawn_rows(fresh_run)
+    proxy = DropsFirstImport(label_studio.url, mode="close")
+    result = import_through(proxy, label_studio.token, fresh_run, title)
+    assert len(imports(proxy)) == chunks(len(drawn)) + 1  # the dropped one, once more
+    assert (result.imported, result.duplicates_removed) == (len(drawn), 0)
+    assert held_rows(ls_client, result.projects) == drawn
+
+
+def test_a_project_whose_creation_answer_is_lost_is_found_not_made_twice(
+    fresh_run, label_studio, ls_client, title
+):
+    drawn = drawn_rows(fresh_run)
+    proxy = FaultyProxy(label_studio.url, lose_answer_to="POST /api/projects/")
+    result = import_through(proxy, label_studio.token, fresh_run, title)
+    assert proxy.lost == ["POST /api/projects/"]
+    mine = [p for p in ls_client.projects.list() if p.title.startswith(title)]
+    first = [p.id for p in mine if p.title == shard_title(title, result.draw["draw_id"], 0)]
+    assert first == [result.projects[0]]  # one project for the shard, the one recorded
+    assert len(mine) == len(result.projects) == math.ceil(len(drawn) / SHARD)
+    assert held_rows(ls_client, result.projects) == drawn

@@ -236,6 +236,82 @@ class Gateway:
         return created
 
     # ----------------------------------------------------------------------------------------
+    # Bulk runs (ls-act scale): projects by title, task imports and deletions
+    # ----------------------------------------------------------------------------------------
+
+    def find_project(self, title: str) -> int | None:
+        """The id of the first project titled ``title`` (``GET /api/projects/``, page by page),
+        None when there is none."""
+        page = 1
+        while True:
+            params = {"page": page, "page_size": 100, "include": "id,title"}
+            body = self.request_json("GET", "api/projects/", params=params)
+            results = body.get("results", []) if isinstance(body, dict) else body or []
+            for project in results:
+                if project.get("title") == title:
+                    return int(project["id"])
+            if not isinstance(body, dict) or not body.get("next"):
+                return None
+            page += 1
+
+    def create_project(self, title: str, label_config: str) -> int:
+        """A new project; its id. One attempt only: a request that got no answer may have
+        created it (look it up with :meth:`find_project`)."""
+        body = {"title": title, "label_config": label_config}
+        created = self.request_json("POST", "api/projects/", json_body=body, retry=False)
+        if not isinstance(created, dict) or "id" not in created:
+            raise LabelStudioError(f"unexpected answer to POST /api/projects: {str(created)[:200]}")
+        return int(created["id"])
+
+    def import_tasks(self, project_id: int, tasks: Sequence[Mapping[str, Any]]) -> list[int]:
+        """Import ``tasks`` (data, meta, predictions) in one request, one transaction; the new
+        tasks' ids. One attempt only: a request that got no answer may have been imported
+        (look for it with :meth:`tasks_after`)."""
+        body = self.request_json(
+            "POST",
+            f"api/projects/{int(project_id)}/import",
+            params={"return_task_ids": "true"},
+            json_body=[dict(t) for t in tasks],
+            retry=False,
+        )
+        ids = body.get("task_ids") if isinstance(body, dict) else None
+        if not isinstance(ids, list) or len(ids) != len(tasks):
+            raise LabelStudioError(f"unexpected answer to the task import: {str(body)[:200]}")
+        return [int(task_id) for task_id in ids]
+
+    def tasks_after(
+        self,
+        project_id: int,
+        task_id: int,
+        *,
+        include: Sequence[str] | None = None,
+        page_size: int | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """The project's tasks with an id above ``task_id``, by id, streamed (without
+        predictions and annotations): what an import since ``task_id`` was the newest added."""
+        params = _task_params(project_id, False, include, None)
+        query = json.loads(params["query"])
+        query["filters"] = {
+            "conjunction": "and",
+            "items": [
+                {"filter": "filter:tasks:id", "operator": "greater", "type": "Number",
+                 "value": int(task_id)},
+            ],
+        }  # fmt: skip
+        params["query"] = json.dumps(query)
+        for tasks, _ in self._task_pages(params, page_size or PAGE_SIZE):
+            yield from tasks
+
+    def delete_task(self, task_id: int) -> None:
+        """Delete the task (``DELETE /api/tasks/{id}/``); a task already gone is no error (a
+        retried deletion whose first attempt was done)."""
+        try:
+            self.request_json("DELETE", f"api/tasks/{int(task_id)}/")
+        except LabelStudioError as exc:
+            if exc.status_code != 404:
+                raise
+
+    # ----------------------------------------------------------------------------------------
     # Data Manager views
     # ----------------------------------------------------------------------------------------
 

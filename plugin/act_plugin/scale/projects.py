@@ -1,17 +1,23 @@
 """Label Studio as a scale run uses it: shard projects, streamed task pages, bulk imports.
 
-Tasks are streamed by :meth:`act_plugin.labelstudio.Gateway.iter_tasks`; the other requests go
-through :meth:`act_plugin.labelstudio.Gateway.request_json` (one retry policy).
+Every request goes through :class:`act_plugin.labelstudio.Gateway` (one retry policy). A write
+that cannot be repeated blindly (creating a project, importing tasks) is sent once; when it gets
+no answer (timeout, connection lost, 5xx) Label Studio is asked whether it was done (the project
+by its title, the tasks by the rows of the tasks added since) and only what is missing is sent
+again, so a lost answer never makes a second project or a task twice.
+
 A task imported by a scale run carries ``meta["act_item"] = {"row": …, "item_id": …}``, its row
 in the run's Parquet: that is how a re-run skips what is imported and how sync joins reviews back.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from act_plugin.labelstudio import Gateway
+from act_plugin.labelstudio import Gateway, LabelStudioUnavailable
+from act_plugin.labelstudio import gateway as _gateway
 
 __all__ = [
     "ITEM_KEY",
@@ -35,31 +41,58 @@ def item_row(task: Mapping[str, Any]) -> int | None:
     return row if isinstance(row, int) and not isinstance(row, bool) else None
 
 
+def _attempts() -> Iterator[int]:
+    """Attempt numbers, after the gateway's pauses (none before the first)."""
+    for attempt, delay in enumerate((0.0, *_gateway.RETRY_DELAYS)):
+        time.sleep(delay)
+        yield attempt
+
+
 def find_or_create_project(gateway: Gateway, title: str, label_config: str) -> int:
     """The project titled ``title`` (a run interrupted after creating it), else a new one."""
-    page = 1
-    while True:
-        body = gateway.request_json(
-            "GET", "api/projects/", params={"page": page, "page_size": 100, "include": "id,title"}
-        )
-        results = body.get("results", []) if isinstance(body, dict) else body or []
-        for project in results:
-            if project.get("title") == title:
-                return int(project["id"])
-        if not isinstance(body, dict) or not body.get("next"):
-            break
-        page += 1
-    created = gateway.request_json(
-        "POST", "api/projects/", json_body={"title": title, "label_config": label_config}
-    )
-    return int(created["id"])
+    failure: LabelStudioUnavailable | None = None
+    for _ in _attempts():
+        found = gateway.find_project(title)
+        if found is not None:
+            return found
+        try:
+            return gateway.create_project(title, label_config)
+        except LabelStudioUnavailable as exc:  # maybe created: looked up again
+            failure = exc
+    assert failure is not None
+    raise failure
 
 
-def import_tasks(gateway: Gateway, project_id: int, tasks: Sequence[Mapping[str, Any]]) -> int:
-    """Import ``tasks`` (data, meta, predictions) in one request, one transaction; how many."""
-    if not tasks:
-        return 0
-    body = gateway.request_json(
-        "POST", f"api/projects/{int(project_id)}/import", json_body=[dict(t) for t in tasks]
+def import_tasks(
+    gateway: Gateway, project_id: int, tasks: Sequence[Mapping[str, Any]], newest: int
+) -> list[int]:
+    """Import ``tasks`` (data, meta with their row, predictions) once each; the ids of the
+    tasks they became. ``newest`` is the highest task id of the project before: after a
+    request that got no answer, the rows among the tasks above it were imported, the rest is
+    sent again."""
+    pending, ids = list(tasks), []
+    failure: LabelStudioUnavailable | None = None
+    for attempt in _attempts():
+        if attempt:
+            landed = _landed(gateway, project_id, newest, pending)
+            ids += landed.values()
+            pending = [t for t in pending if item_row(t) not in landed]
+        if not pending:
+            return ids
+        try:
+            return ids + gateway.import_tasks(project_id, pending)
+        except LabelStudioUnavailable as exc:
+            failure = exc
+    assert failure is not None
+    raise failure
+
+
+def _landed(
+    gateway: Gateway, project_id: int, newest: int, tasks: Sequence[Mapping[str, Any]]
+) -> dict[int, int]:
+    """Row → task id of the ``tasks`` found among the project's tasks above ``newest``."""
+    rows = {item_row(t) for t in tasks}
+    found = gateway.tasks_after(
+        project_id, newest, include=("id", "meta"), page_size=TASK_PAGE_SIZE
     )
-    return int(body.get("task_count", len(tasks))) if isinstance(body, dict) else len(tasks)
+    return {row: int(t["id"]) for t in found if (row := item_row(t)) in rows}

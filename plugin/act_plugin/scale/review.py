@@ -16,8 +16,11 @@ What is stored, and in what order (each step resumable):
    ``shard_size`` tasks, imported ``chunk_size`` tasks per ``POST /api/projects/{id}/import``,
    each with its ACT prediction (:func:`act_backend.records.encode_prediction`) and its review
    record ``meta["act"]`` (:func:`act_backend.records.review_record`) beside
-   ``meta["act_item"]`` (its row). A re-run reads which rows a shard holds and imports the rest;
-   a row found twice (a retried import that had in fact arrived) is deleted down to one task.
+   ``meta["act_item"]`` (its row). A re-run reads which rows a shard holds and imports the rest.
+   An import is sent once; one that got no answer is looked up (:func:`.projects.import_tasks`)
+   and only its rows not in Label Studio are sent again, so no row is imported twice. A row
+   found twice all the same (tasks imported by hand, or by a run before that rule) is deleted
+   down to one task when its shard is read.
 """
 
 from __future__ import annotations
@@ -79,6 +82,15 @@ class ImportResult:
     imported: int = 0  # tasks imported by this run
     skipped: int = 0  # drawn tasks already in Label Studio
     duplicates_removed: int = 0
+
+
+@dataclass
+class _Shard:
+    """One shard project as the import sees it: the rows it holds and its newest task id."""
+
+    project_id: int
+    rows: set[int]
+    newest: int = 0
 
 
 # --------------------------------------------------------------------------------------------
@@ -234,25 +246,24 @@ def import_sample(
     result = ImportResult(draw=draw)
     projects = shard_projects(store, draw["draw_id"])
     total = _drawn_count(store)
-    shard, held, chunk = -1, set(), []
+    shard, current, chunk = -1, None, []
     for position, task in enumerate(_drawn_tasks(store, spec, draw)):
         if position // shard_size != shard:
-            _flush(gateway, projects.get(shard), chunk, result)
+            _flush(gateway, current, chunk, result)
             shard, chunk = position // shard_size, []
             projects[shard] = _shard_project(gateway, store, projects, draw, shard, title, manifest)
-            held = _held_rows(gateway, projects[shard], result)
-        if task["meta"][ITEM_KEY]["row"] in held:
+            current = _read_shard(gateway, projects[shard], result)
+        if task["meta"][ITEM_KEY]["row"] in current.rows:
             result.skipped += 1
         else:
             chunk.append(task)
         if len(chunk) >= chunk_size:
-            _flush(gateway, projects[shard], chunk, result)
+            _flush(gateway, current, chunk, result)
             chunk = []
         if on_progress:
             on_progress("import", position + 1, total)
-    _flush(gateway, projects.get(shard), chunk, result)
+    _flush(gateway, current, chunk, result)
     for project_id in projects.values():
-        _held_rows(gateway, project_id, result)  # a retried chunk that arrived twice: repaired
         gateway.update_project(project_id, model_version=draw["model_version"])
         ensure_suspicious_view(client, project_id)
     result.projects = dict(sorted(projects.items()))
@@ -336,29 +347,35 @@ def _shard_project(
     return project_id
 
 
-def _held_rows(gateway: Gateway, project_id: int, result: ImportResult) -> set[int]:
-    """Rows the project holds; extra tasks of a row (imported twice) are deleted."""
-    held: set[int] = set()
+def _read_shard(gateway: Gateway, project_id: int, result: ImportResult) -> _Shard:
+    """The rows the project holds and its newest task id; extra tasks of a row are deleted."""
+    shard = _Shard(project_id, set())
     extra: list[int] = []
     tasks = gateway.iter_tasks(
         project_id, all_fields=False, include=("id", "meta"), page_size=TASK_PAGE_SIZE
     )
     for task in tasks:
+        shard.newest = max(shard.newest, int(task["id"]))
         row = item_row(task)
         if row is None:
             continue
-        if row in held:
+        if row in shard.rows:
             extra.append(int(task["id"]))
-        held.add(row)
+        shard.rows.add(row)
     # Deleted only once every page is read: a deletion while paging shifts the later pages.
     for task_id in extra:
-        gateway.request_json("DELETE", f"api/tasks/{task_id}/")
+        gateway.delete_task(task_id)
     result.duplicates_removed += len(extra)
-    return held
+    return shard
 
 
 def _flush(
-    gateway: Gateway, project_id: int | None, chunk: list[dict[str, Any]], result: ImportResult
+    gateway: Gateway, shard: _Shard | None, chunk: list[dict[str, Any]], result: ImportResult
 ) -> None:
-    if project_id is not None and chunk:
-        result.imported += import_tasks(gateway, project_id, chunk)
+    """Import the chunk into the shard (each row once); the shard's newest id moves on."""
+    if shard is None or not chunk:
+        return
+    ids = import_tasks(gateway, shard.project_id, chunk, shard.newest)
+    shard.newest = max([shard.newest, *ids])
+    shard.rows.update(t["meta"][ITEM_KEY]["row"] for t in chunk)
+    result.imported += len(ids)
