@@ -3,8 +3,10 @@
 Lin et al., "ACT as Human", NeurIPS 2025, arXiv:2511.09833 (see docs/method.md).
 Per data set and seed: annotate → criticize → review (simulated: the true labels answer as the
 human) → train a downstream model on the ACT loss → test it on a held-out split; for full human,
-full machine, each ACT sampling rule, ours (rule + floor), random review and top-B review without
-correction, at several budgets, with several critics.
+full machine, each ACT sampling rule, ours (rule + floor), review in rounds with the critic
+updated after each round, random review and top-B review without correction, at several budgets,
+with several critics. Data sets: the built-in ones (Debian descriptions, scikit-learn's digits)
+or any JSONL / CSV / Parquet file or saved Hugging Face dataset with a text or image column.
 
     from act_plugin.bench import format_result, load_config, run_benchmark
 

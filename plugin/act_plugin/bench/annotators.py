@@ -97,6 +97,8 @@ def _tasks(data: BenchData) -> list[dict[str, Any]]:
     if data.modality == "text":
         assert data.texts is not None
         return [{"id": i, "data": {"text": t}} for i, t in enumerate(data.texts)]
+    if data.image_urls is not None:
+        return [{"id": i, "data": {"image": url}} for i, url in enumerate(data.image_urls)]
     assert data.images is not None
     return [
         {"id": i, "data": {"image": digit_png_data_url(img)}} for i, img in enumerate(data.images)

@@ -18,6 +18,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
+from act_plugin.act_math import DEFAULT_FLOOR
 from act_plugin.validation import check_real
 
 __all__ = [
@@ -41,7 +42,10 @@ BASELINES: tuple[str, ...] = ("full_human", "full_machine")
 #: ``normalized``/``exponential``/``thresholded``: the paper's rules (π_min = 0);
 #: ``ours_*``: the same rule with the floor π_i ≥ ρB/N; ``uniform``: random review with ACT
 #: correction; ``top_b``: human labels on the B most suspicious items, machine labels elsewhere,
-#: every row weight 1 (no correction).
+#: every row weight 1 (no correction); ``ours_rounds``: the budget in ``rounds`` rounds with
+#: ``rounds_rule`` and the floor ``rounds_floor``, the critic re-scored and recalibrated after
+#: each round (``methods.rounds_review``), trained with ``sequential_weights``;
+#: ``ours_rounds_last``: the same review, trained on the last round's ACT loss alone.
 METHODS: tuple[str, ...] = (
     *BASELINES,
     "normalized",
@@ -51,18 +55,25 @@ METHODS: tuple[str, ...] = (
     "ours_exponential",
     "uniform",
     "top_b",
+    "ours_rounds",
+    "ours_rounds_last",
 )
 #: ``endpoint``: the suspicion of the critic configured in the backend settings (an LLM), only
 #: for data sets whose annotator is ``endpoint``.
 CRITICS: tuple[str, ...] = ("random", "knn", "oof", "oracle", "endpoint")
 #: How the trainer keeps the ACT loss bounded (see ``train.py``).
 STABILIZERS: tuple[str, ...] = ("none", "clip", "power", "early_stop")
-DATASET_KINDS: tuple[str, ...] = ("debian", "digits")
+#: Rules ``ours_rounds`` may use in each round (``act_math.inclusion_probabilities``).
+ROUND_RULES: tuple[str, ...] = ("thresholded", "exponential", "normalized", "uniform")
+DATASET_KINDS: tuple[str, ...] = ("file", "debian", "digits")
 ANNOTATORS: tuple[str, ...] = ("zero_shot", "nearest_centroid", "endpoint")
-_KIND_ANNOTATORS = {
-    "debian": ("zero_shot", "endpoint"),
-    "digits": ("nearest_centroid", "endpoint"),
+#: Annotators by modality: the zero-shot one reads text; nearest centroid works on any features.
+_MODALITY_ANNOTATORS = {
+    "text": ("zero_shot", "nearest_centroid", "endpoint"),
+    "image": ("nearest_centroid", "endpoint"),
 }
+FILE_FORMATS: tuple[str, ...] = ("jsonl", "csv", "parquet", "hf")
+TEXT_FEATURES: tuple[str, ...] = ("minilm", "hashing")
 
 
 def _check_choice(value: object, name: str, allowed: Sequence[str]) -> None:
@@ -105,17 +116,39 @@ class DatasetConfig:
     ----------
     name : str
         Shown in the tables.
-    kind : {"debian", "digits"}
-        ``debian``: Debian package descriptions labelled by archive section (text; features are
-        all-MiniLM-L6-v2 embeddings). ``digits``: scikit-learn's bundled 8×8 digits (images;
-        features are the 64 pixels / 16).
+    kind : {"file", "debian", "digits"}
+        ``file``: a table read from ``path`` (JSON Lines, CSV, Parquet, or a Hugging Face
+        dataset saved with ``save_to_disk``) with a ``label_column`` and a ``text_column`` or an
+        ``image_column`` (image paths, relative to the file's folder, or encoded bytes).
+        ``debian``: the packaged Debian package descriptions labelled by archive section (a
+        ``file`` data set with ``text_column = "text"``, ``label_column = "section"``; ``path``
+        may name another such JSONL file). ``digits``: scikit-learn's bundled 8×8 digits
+        (features are the 64 pixels / 16).
     annotator : {"zero_shot", "nearest_centroid", "endpoint"}
-        ``zero_shot`` (debian): the offline MiniLM zero-shot annotator. ``nearest_centroid``
-        (digits): a deliberately weak few-shot classifier, cosine to the mean of ``shots``
-        labelled examples per class. ``endpoint``: the annotator of the backend settings
-        (an OpenAI-compatible endpoint or a local transformers model), through the predictor.
+        ``zero_shot`` (text): the offline zero-shot annotator, cosine of each text to each label
+        text (its name and hint). ``nearest_centroid``: a deliberately weak few-shot classifier,
+        cosine to the mean of ``shots`` labelled examples per class. ``endpoint``: the annotator
+        of the backend settings (an OpenAI-compatible endpoint or a local transformers model),
+        through the predictor.
     path : Path, optional
-        debian: the JSONL file (default: the packaged ``debian_packages_bench.jsonl``).
+        The data file (or the folder of a Hugging Face dataset); required for ``file``.
+    format : {"jsonl", "csv", "parquet", "hf"}, optional
+        Default: from the suffix (``.jsonl``/``.json``, ``.csv``, ``.parquet``), a folder = hf.
+    split : str, optional
+        The split of a saved Hugging Face ``DatasetDict``.
+    text_column, image_column, label_column : str, optional
+        The columns to read (one of text or image; both given or neither is an error).
+    labels : list of str, optional
+        The classes, in this order; a row with another label is an error. Default: the labels
+        with a hint (in ``hints`` order), then the others, sorted.
+    hints : table of label → str
+        A description of each label (``<Choice hint="…">``): the zero-shot annotator embeds
+        "name" and the hint, an endpoint sees it in its prompt. A hint for a label the data set
+        does not have is an error.
+    features : {"minilm", "hashing"}
+        Text features: all-MiniLM-L6-v2 embeddings (cached) or hashed bags of words (no model).
+    image_size : int
+        Images are resized to image_size × image_size grayscale pixels for the features.
     max_items : int, optional
         Keep at most this many items, the same number per class (first in file order).
     shots : int
@@ -128,6 +161,15 @@ class DatasetConfig:
     kind: str
     annotator: str
     path: Path | None = None
+    format: str | None = None
+    split: str | None = None
+    text_column: str | None = None
+    image_column: str | None = None
+    label_column: str | None = None
+    labels: tuple[str, ...] | None = None
+    hints: Mapping[str, str] = field(default_factory=dict)
+    features: str = "minilm"
+    image_size: int = 16
     max_items: int | None = None
     shots: int = 3
     test_fraction: float = 0.3
@@ -135,14 +177,54 @@ class DatasetConfig:
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
             raise ValueError(f"dataset name must be a non-empty string; got {self.name!r}")
-        _check_choice(self.kind, f"dataset {self.name!r}: kind", DATASET_KINDS)
-        _check_choice(
-            self.annotator, f"dataset {self.name!r}: annotator", _KIND_ANNOTATORS[self.kind]
-        )
+        where = f"dataset {self.name!r}"
+        _check_choice(self.kind, f"{where}: kind", DATASET_KINDS)
+        if self.kind == "debian":
+            object.__setattr__(self, "text_column", self.text_column or "text")
+            object.__setattr__(self, "label_column", self.label_column or "section")
+            if self.image_column is not None:
+                raise ValueError(f"{where}: the debian data set is text; drop image_column")
+        elif self.kind == "digits":
+            extra = [k for k in ("path", "text_column", "image_column", "label_column", "labels")
+                     if getattr(self, k) is not None]  # fmt: skip
+            if extra:
+                raise ValueError(f"{where}: the built-in digits take no {extra[0]}")
+        else:
+            if self.path is None:
+                raise ValueError(f"{where}: kind 'file' needs a path")
+            if self.label_column is None:
+                raise ValueError(f"{where}: kind 'file' needs a label_column")
+            if (self.text_column is None) == (self.image_column is None):
+                raise ValueError(f"{where}: give exactly one of text_column and image_column")
+        for key in ("text_column", "image_column", "label_column", "split"):
+            value = getattr(self, key)
+            if value is not None and (not isinstance(value, str) or not value):
+                raise ValueError(f"{where}: {key} must be a non-empty string; got {value!r}")
+        if self.format is not None:
+            _check_choice(self.format, f"{where}: format", FILE_FORMATS)
+        if self.labels is not None:
+            if isinstance(self.labels, str) or not all(isinstance(x, str) for x in self.labels):
+                raise ValueError(f"{where}: labels must be a list of strings; got {self.labels!r}")
+            object.__setattr__(self, "labels", tuple(self.labels))
+            if len(set(self.labels)) != len(self.labels) or len(self.labels) < 2:
+                raise ValueError(f"{where}: labels must be ≥ 2 distinct names; got {self.labels!r}")
+        if not isinstance(self.hints, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in self.hints.items()
+        ):
+            raise ValueError(f'{where}: hints must be a table of label = "description"')
+        object.__setattr__(self, "hints", dict(self.hints))
+        _check_choice(self.annotator, f"{where}: annotator", _MODALITY_ANNOTATORS[self.modality])
+        _check_choice(self.features, f"{where}: features", TEXT_FEATURES)
+        _check_positive_int(self.image_size, f"{where}: image_size", minimum=2)
         if self.max_items is not None:
-            _check_positive_int(self.max_items, f"dataset {self.name!r}: max_items", minimum=20)
-        _check_positive_int(self.shots, f"dataset {self.name!r}: shots")
-        _check_fraction(self.test_fraction, f"dataset {self.name!r}: test_fraction")
+            _check_positive_int(self.max_items, f"{where}: max_items", minimum=20)
+        _check_positive_int(self.shots, f"{where}: shots")
+        _check_fraction(self.test_fraction, f"{where}: test_fraction")
+
+    @property
+    def modality(self) -> str:
+        """``text`` or ``image``."""
+        return "image" if self.kind == "digits" or self.image_column is not None else "text"
 
 
 @dataclass(frozen=True)
@@ -213,9 +295,13 @@ class BenchConfig:
     """A whole run. See ``benchmarks/act_bench.toml`` for the default.
 
     ``floor`` is ρ, the budget share spent on uniform review by the ``ours_*`` methods
-    (π_i ≥ ρB/N); ``beta`` the exponential rule's slope; ``primary_critic`` the critic of the
-    cross-data-set summary; the verdict asks for a gap to full human ≤ ``target_gap`` points at
-    a human budget ≤ ``target_budget`` with a deployable (non-oracle) critic.
+    (π_i ≥ ρB/N); ``ours_rounds`` spends the budget in ``rounds`` rounds of B/K with the rule
+    ``rounds_rule`` and its own floor ``rounds_floor`` (default ``act_math.DEFAULT_FLOOR``, the
+    floor of ``ls-act review``) in each round, and the kNN critic counts a reviewed neighbour's
+    human label ``rounds_human_weight`` times a machine label; ``beta`` the exponential rule's
+    slope; ``primary_critic`` the critic of the cross-data-set summary; the verdict asks for a
+    gap to full human ≤ ``target_gap`` points at a human budget ≤ ``target_budget`` with a
+    deployable (non-oracle) critic.
     """
 
     datasets: tuple[DatasetConfig, ...]
@@ -225,6 +311,10 @@ class BenchConfig:
     critics: tuple[str, ...] = ("random", "knn", "oof", "oracle")
     primary_critic: str = "oof"
     floor: float = 0.1
+    rounds: int = 4
+    rounds_rule: str = "thresholded"
+    rounds_floor: float = DEFAULT_FLOOR
+    rounds_human_weight: float = 3.0
     beta: float = 10.0
     oof_folds: int = 5
     knn_k: int = 10
@@ -255,6 +345,10 @@ class BenchConfig:
         _check_choices(self.critics, "critics", CRITICS)
         _check_choice(self.primary_critic, "primary_critic", self.critics)
         check_real(self.floor, "floor", low=0, high=1, closed="left")
+        _check_positive_int(self.rounds, "rounds")
+        _check_choice(self.rounds_rule, "rounds_rule", ROUND_RULES)
+        check_real(self.rounds_floor, "rounds_floor", low=0, high=1, closed="left")
+        _check_positive(self.rounds_human_weight, "rounds_human_weight")
         _check_positive(self.beta, "beta")
         _check_positive_int(self.oof_folds, "oof_folds", minimum=2)
         _check_positive_int(self.knn_k, "knn_k")
@@ -327,6 +421,8 @@ def config_from_dict(data: Mapping[str, Any], *, base_dir: Path | None = None) -
         _known(DatasetConfig, raw, f"datasets[{i}]")
         entry = dict(raw)
         entry["path"] = _path(entry.get("path"), base_dir, f"datasets[{i}].path")
+        if "labels" in entry:
+            entry["labels"] = _tuple(entry["labels"], f"datasets[{i}].labels")
         try:
             datasets.append(DatasetConfig(**entry))
         except TypeError as exc:

@@ -14,7 +14,13 @@ from numpy.typing import NDArray
 
 from act_plugin.bench.annotators import unit_rows
 
-__all__ = ["knn_consistency", "oracle_suspicion", "out_of_fold_suspicion", "random_suspicion"]
+__all__ = [
+    "KnnCritic",
+    "knn_consistency",
+    "oracle_suspicion",
+    "out_of_fold_suspicion",
+    "random_suspicion",
+]
 
 
 def random_suspicion(n: int, *, seed: np.random.SeedSequence) -> NDArray[np.float64]:
@@ -108,3 +114,76 @@ def out_of_fold_suspicion(
         )
     column = np.searchsorted(present, machine)
     return np.clip(1.0 - proba[np.arange(machine.size), column], 0.0, 1.0)
+
+
+class KnnCritic:
+    """:func:`knn_consistency` whose neighbours' labels can be replaced by human labels.
+
+    The neighbour sets N_i, weights w_ij and margin terms u_i are those of
+    :func:`knn_consistency` (computed once); :meth:`suspicion` re-scores every row against
+    reference labels r_j (the human label where row j was reviewed, ŷ_j elsewhere):
+
+        ε̂_i = (κ u_i + Σ_{j ∈ N_i} w_ij 1(r_j ≠ ŷ_i)) / (κ + Σ_{j ∈ N_i} w_ij).
+
+    So a row whose reviewed neighbours were corrected away from its machine label becomes more
+    suspicious, and one whose neighbours were confirmed less. With r = ŷ this is exactly
+    :func:`knn_consistency`.
+    """
+
+    def __init__(
+        self,
+        features: NDArray[Any],
+        machine: NDArray[np.int64],
+        *,
+        n_classes: int,
+        label_scores: NDArray[np.float64] | None = None,
+        k: int = 10,
+    ) -> None:
+        from act_backend.knn import (
+            KNN_MIN_SIMILARITY,
+            KNN_PRIOR_WEIGHT,
+            knn_suspicion,
+            label_margins,
+            margin_suspicion,
+        )
+
+        self.machine = np.asarray(machine, dtype=np.int64)
+        n = self.machine.size
+        x = unit_rows(features).astype(np.float32)
+        onehot = np.zeros((n, n_classes), dtype=bool)
+        onehot[np.arange(n), self.machine] = True
+        if label_scores is None:
+            margin_term = np.full(n, 0.5)
+        else:
+            finite = np.where(np.isfinite(label_scores), label_scores, -1.0)
+            margin_term = margin_suspicion(label_margins(finite, onehot))
+        scores = knn_suspicion(
+            x, onehot, x, onehot, margin_term, exclude=np.eye(n, dtype=bool), k=k
+        )
+        width = max((len(nb) for nb in scores.neighbours), default=0)
+        self.neighbours = np.zeros((n, width), dtype=np.intp)
+        self.weights = np.zeros((n, width))
+        for i, (nb, sim) in enumerate(zip(scores.neighbours, scores.similarity, strict=True)):
+            self.neighbours[i, : len(nb)] = nb
+            self.weights[i, : len(nb)] = (sim - KNN_MIN_SIMILARITY) / (1.0 - KNN_MIN_SIMILARITY)
+        self.prior = KNN_PRIOR_WEIGHT
+        self.margin_term = np.asarray(scores.margin_term, dtype=np.float64)
+        self.initial = np.asarray(scores.suspicion, dtype=np.float64)
+
+    def suspicion(
+        self,
+        reference: NDArray[np.int64],
+        reviewed: NDArray[np.bool_] | None = None,
+        *,
+        human_weight: float = 1.0,
+    ) -> NDArray[np.float64]:
+        """ε̂ of every row's machine label against the neighbours' reference labels; the
+        weight w_ij of a ``reviewed`` neighbour j (its label is a human's) is multiplied by
+        ``human_weight``."""
+        weights = self.weights
+        if reviewed is not None and human_weight != 1.0:
+            weights = weights * np.where(np.asarray(reviewed)[self.neighbours], human_weight, 1.0)
+        differs = np.asarray(reference)[self.neighbours] != self.machine[:, None]
+        votes = (weights * differs).sum(axis=1)
+        total = self.prior + weights.sum(axis=1)
+        return np.clip((self.prior * self.margin_term + votes) / total, 0.0, 1.0)

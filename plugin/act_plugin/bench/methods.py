@@ -14,18 +14,37 @@ Every method is expressed as (δ, π) for the ACT loss L = (1/N) Σ [λℓᵐ + 
   all others the machine label, every row weight 1, no correction. As (δ, π) that is δ = top-B
   and π = 1 everywhere. It coincides with the paper's ``thresholded`` rule, whose π ∈ {0, 1}
   makes δ = π, so the two rows of the tables must agree: a built-in check.
+- ``ours_rounds``: the budget B spent in K rounds of B/K (:func:`rounds_review`). Round r draws
+  from the rows not reviewed yet with the rule and the floor; after each round the critic is
+  re-scored on what the humans said (for the kNN critic, reviewed neighbours vote with their
+  human labels) and recalibrated on the reviewed rows (``act_math.calibrate_suspicion``,
+  weights 1/π of the round that drew each row). Training weights:
+  ``sequential.sequential_weights``, the unbiased combination of the rounds' ACT losses.
+- ``ours_rounds_last``: the same review (the same draws), trained on the last round's ACT loss
+  alone: rows reviewed before the last round count as known (π = 1, human label, weight 1), the
+  last round's draw carries the correction, λ(1 − δ/π_R) and δ/π_R. Unbiased too, since
+  E[L_R | rounds 1 … R − 1] is the full-human loss whatever the earlier rounds did.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 from numpy.typing import NDArray
 
-from act_plugin.act_math import draw_review, inclusion_probabilities
+from act_plugin.act_math import calibrate_suspicion, draw_review, inclusion_probabilities
+from act_plugin.sequential import sequential_weights
 
-__all__ = ["PAPER_RULES", "ReviewPlan", "review_plan"]
+__all__ = ["PAPER_RULES", "ROUND_METHODS", "ReviewPlan", "review_plan", "rounds_review"]
+
+#: Methods that review in rounds (:func:`rounds_review`) → how their training weights combine
+#: the rounds (both share the same review draws).
+ROUND_METHODS: dict[str, str] = {"ours_rounds": "sequential", "ours_rounds_last": "last"}
+#: Re-scores the critic after a round: (reviewed mask, human labels where reviewed, −1
+#: elsewhere) → raw suspicion ε̂ of every row, before recalibration.
+Rescore = Callable[[NDArray[np.bool_], NDArray[np.int64]], NDArray[np.float64]]
 
 #: method → (rule of ``inclusion_probabilities``, whether the floor applies)
 PAPER_RULES: dict[str, tuple[str, bool]] = {
@@ -40,15 +59,30 @@ PAPER_RULES: dict[str, tuple[str, bool]] = {
 
 @dataclass(frozen=True)
 class ReviewPlan:
-    """δ (reviewed) and π (the probability it was drawn with) for every pool item."""
+    """δ (reviewed) and π (the probability it was drawn with) for every pool item.
+
+    ``weight_human``, when given, replaces δ/π as the human row's weight w_h (the machine row
+    then weighs λ(1 − w_h)): a review in rounds, whose weights are not those of one draw.
+    ``pis`` / ``deltas`` hold the rounds' own (π_r, δ_r) when there were rounds.
+    """
 
     delta: NDArray[np.bool_]
     pi: NDArray[np.float64]
+    weight_human: NDArray[np.float64] | None = None
+    pis: tuple[NDArray[np.float64], ...] = ()
+    deltas: tuple[NDArray[np.bool_], ...] = ()
 
     @property
     def human_share(self) -> float:
         """Σ δ_i / N: the share of items a human labelled."""
         return float(self.delta.mean())
+
+    @property
+    def ratio(self) -> NDArray[np.float64]:
+        """w_h, the human row's weight: δ_i/π_i (0 where δ_i = 0) unless ``weight_human``."""
+        if self.weight_human is not None:
+            return self.weight_human
+        return np.divide(1.0, self.pi, out=np.zeros_like(self.pi), where=self.delta)
 
 
 def review_plan(
@@ -82,3 +116,84 @@ def review_plan(
             suspicion, float(budget), rule=rule, floor=floor if with_floor else 0.0, beta=beta
         )
     return ReviewPlan(draw_review(pi, seed=np.random.default_rng(seed)), pi)
+
+
+def rounds_review(
+    suspicion: NDArray[np.float64],
+    budget: float,
+    *,
+    human: NDArray[np.int64],
+    machine: NDArray[np.int64],
+    rounds: int,
+    rule: str,
+    floor: float,
+    beta: float,
+    seed: np.random.SeedSequence | None,
+    rescore: Rescore | None = None,
+    calibrate: bool = True,
+    weights: str = "sequential",
+) -> ReviewPlan:
+    """Review in ``rounds`` rounds of B/K expected reviews each (B = ``budget`` · N).
+
+    Round r: π_r = ``inclusion_probabilities`` of the current ε̂ over the rows not reviewed yet
+    (U_r) with budget B/K, the rule and the floor ρ (π_r = 0 outside U_r); δ_r ~ Bernoulli(π_r).
+    Then, before the next round, the critic is re-scored (``rescore``: the raw ε̂ given what
+    the humans said; without it the first ε̂ stays) and, with ``calibrate``, mapped through the
+    Platt calibration fitted on every row reviewed so far (its error e_i = 1(ŷ_i ≠ y_i) is
+    known), weights 1/π_s of the round s that drew it: an estimate of P(wrong | ε̂) over all
+    rows, as in ``act_math.calibrate_suspicion``. ``human`` is read only on reviewed rows.
+
+    Every round spends B/K in expectation (so Σ_r Σ_i π_ri = B); when fewer rows are left than
+    that, all of them are reviewed (π = 1) and the review stops. Returns the plan with
+    δ = any δ_r, π = the π_s of the round s that drew each row (the round's π for a row never
+    drawn: its π in the last round), and the training weights: ``weights="sequential"``, those
+    of ``sequential.sequential_weights`` (a row drawn in round s weighs w_s/π_s + Σ_{r>s} w_r as
+    human, so one found in a late round keeps much of its machine label's weight);
+    ``"last"``, the last round's ACT loss alone (module docstring).
+    """
+    if weights not in ("sequential", "last"):
+        raise ValueError(f"weights must be 'sequential' or 'last'; got {weights!r}")
+    n = suspicion.size
+    total = float(budget) * n
+    per_round = total / rounds
+    rng = np.random.default_rng(seed)
+    eps = np.asarray(suspicion, dtype=np.float64)
+    reviewed = np.zeros(n, dtype=bool)
+    drawn_pi = np.zeros(n)
+    pis: list[NDArray[np.float64]] = []
+    deltas: list[NDArray[np.bool_]] = []
+    for r in range(rounds):
+        left = np.flatnonzero(~reviewed)
+        pi = np.zeros(n)
+        if per_round >= left.size:
+            pi[left] = 1.0
+        else:
+            pi[left] = inclusion_probabilities(
+                eps[left], per_round / left.size, rule=rule, floor=floor, beta=beta
+            )
+        delta = draw_review(pi, seed=rng)
+        pis.append(pi)
+        deltas.append(delta)
+        drawn_pi[delta] = pi[delta]
+        reviewed |= delta
+        if r == rounds - 1 or reviewed.all():
+            break
+        seen = np.where(reviewed, human, -1)
+        raw = rescore(reviewed, seen) if rescore is not None else np.asarray(suspicion, float)
+        if calibrate and reviewed.any():
+            wrong = machine[reviewed] != human[reviewed]
+            fitted = calibrate_suspicion(raw[reviewed], wrong, 1.0 / drawn_pi[reviewed])
+            eps = fitted(raw)
+        else:
+            eps = raw
+    pi_shown = np.where(reviewed, drawn_pi, pis[-1])
+    if weights == "sequential":
+        weight_human = sequential_weights(pis, deltas)[1]
+    else:  # reviewed before the last round: known, weight 1; the last round: 1/π_R
+        known = reviewed & ~deltas[-1]
+        weight_human = np.where(
+            known, 1.0, np.divide(1.0, pis[-1], out=np.zeros(n), where=deltas[-1])
+        )
+    return ReviewPlan(
+        reviewed, pi_shown, weight_human=weight_human, pis=tuple(pis), deltas=tuple(deltas)
+    )

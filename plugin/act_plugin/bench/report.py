@@ -28,9 +28,19 @@ METHOD_NAMES = {
     "ours_exponential": "ours: exponential + floor",
     "uniform": "random review (uniform, ACT)",
     "top_b": "top-B, no correction",
+    "ours_rounds": "ours: rounds, critic updated (sequential weights)",
+    "ours_rounds_last": "ours: rounds, critic updated (last-round weights)",
 }
 #: Methods that count as "ACT" for the target (the paper's rules and ours).
-ACT_METHODS = ("normalized", "exponential", "thresholded", "ours_thresholded", "ours_exponential")
+ACT_METHODS = (
+    "normalized",
+    "exponential",
+    "thresholded",
+    "ours_thresholded",
+    "ours_exponential",
+    "ours_rounds",
+    "ours_rounds_last",
+)
 STABILIZER_NAMES = {
     "none": "none (raw loss, λ = 1)",
     "clip": "clip each item's term at 0",

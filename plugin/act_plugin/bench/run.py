@@ -33,13 +33,14 @@ from act_plugin.bench.annotators import (
 )
 from act_plugin.bench.config import BASELINES, BenchConfig, DatasetConfig
 from act_plugin.bench.critics import (
+    KnnCritic,
     knn_consistency,
     oracle_suspicion,
     out_of_fold_suspicion,
     random_suspicion,
 )
 from act_plugin.bench.data import BenchData, load_data, stratified_split
-from act_plugin.bench.methods import ReviewPlan, review_plan
+from act_plugin.bench.methods import ROUND_METHODS, ReviewPlan, review_plan, rounds_review
 from act_plugin.bench.train import fit_act_models
 
 if TYPE_CHECKING:
@@ -423,6 +424,7 @@ def _run_seed(
     default = config.train.stabilizer
     keys: list[tuple[str, str | None, float | None]] = []
     plans: list[ReviewPlan] = []
+    knn: dict[str, KnnCritic] = {}  # the kNN critic's neighbours, for reviews in rounds
     with clock.stage("review"):
         for method in config.methods:
             if method in BASELINES:
@@ -432,7 +434,11 @@ def _run_seed(
             for critic in critics:
                 for budget in config.budgets:
                     keys.append((method, critic, budget))
-                    plans.append(_plan(method, critic, budget, suspicion, config, dataset, seed, n))
+                    plans.append(
+                        _plan(
+                            method, critic, budget, suspicion, config, dataset, seed, n, pool, knn
+                        )
+                    )
         ablation: dict[str, list[tuple[tuple[str, str, float], ReviewPlan]]] = {}
         if config.ablation is not None and config.ablation.critic in critics:
             ab = config.ablation
@@ -440,7 +446,18 @@ def _run_seed(
                 for method in ab.methods:
                     for budget in ab.budgets:
                         key = (method, ab.critic, budget)
-                        plan = _plan(method, ab.critic, budget, suspicion, config, dataset, seed, n)
+                        plan = _plan(
+                            method,
+                            ab.critic,
+                            budget,
+                            suspicion,
+                            config,
+                            dataset,
+                            seed,
+                            n,
+                            pool,
+                            knn,
+                        )
                         ablation.setdefault(stabilizer, []).append((key, plan))
 
     main = _train_and_test(pool, plans, config, default, seed, dataset, clock)
@@ -482,7 +499,41 @@ def _plan(
     dataset: DatasetConfig,
     seed: int,
     n: int,
+    pool: _Pool,
+    knn: dict[str, KnnCritic],
 ) -> ReviewPlan:
+    if method in ROUND_METHODS:
+        rescore = None
+        if critic == "knn":  # reviewed neighbours vote with their human labels
+            if "knn" not in knn:
+                knn["knn"] = KnnCritic(
+                    pool.pool.features,
+                    pool.machine,
+                    n_classes=pool.pool.n_classes,
+                    label_scores=pool.scores,
+                    k=config.knn_k,
+                )
+            scorer = knn["knn"]
+
+            def rescore(reviewed: NDArray[np.bool_], seen: NDArray[np.int64]) -> NDArray:
+                reference = np.where(reviewed, seen, pool.machine)
+                return scorer.suspicion(
+                    reference, reviewed, human_weight=config.rounds_human_weight
+                )
+
+        return rounds_review(
+            suspicion[critic],
+            budget,
+            human=pool.pool.labels,
+            machine=pool.machine,
+            rounds=config.rounds,
+            rule=config.rounds_rule,
+            floor=config.rounds_floor,
+            beta=config.beta,
+            seed=_seed(seed, dataset.name, critic, "ours_rounds", f"{budget:.6f}"),  # shared
+            rescore=rescore,
+            weights=ROUND_METHODS[method],
+        )
     return review_plan(
         method,
         suspicion[critic],

@@ -6,7 +6,10 @@ full-batch with Adam for ``epochs`` steps on
     J(W, b) = L_ACT + (weight_decay / 2) · ‖W‖²,
     L_ACT   = (1/N) Σ_i [ λ ℓᵐ_i + (ℓ_i − λ ℓᵐ_i) · δ_i / π_i ]      (``training.ACTLoss``),
 
-ℓᵐ / ℓ the cross-entropy against the machine / human label.
+ℓᵐ / ℓ the cross-entropy against the machine / human label. The terms are
+``act_math.act_terms`` with w_h = δ_i/π_i computed as ``ACTLoss`` does (the same figures), or
+a plan's own human-row weights w_h (a review in rounds, ``ReviewPlan.weight_human``), the
+machine row then weighing λ(1 − w_h).
 
 Why a stabilizer: an item reviewed with π_i < 1 whose human label y_i differs from ŷ_i adds
 λ(1 − 1/π_i) ℓᵐ_i, a negative multiple of a loss that grows without bound as the model moves
@@ -71,6 +74,17 @@ class FitReport:
     epochs: int
 
 
+def _ratio(plan: ReviewPlan, torch: Any) -> Any:
+    """w_h of the plan's rows as a float32 tensor: δ/π computed as ``training.ACTLoss`` does
+    (1/π in float32, so the figures match it bit for bit), or the plan's ``weight_human``."""
+    if plan.weight_human is not None:
+        return torch.as_tensor(plan.weight_human, dtype=torch.float32)
+    reviewed = torch.as_tensor(plan.delta, dtype=torch.bool)
+    pi = torch.as_tensor(plan.pi, dtype=torch.float32)
+    safe = torch.where(reviewed, pi, torch.ones_like(pi))
+    return torch.where(reviewed, 1.0 / safe, torch.zeros_like(pi))
+
+
 def fit_act_model(
     features: NDArray[Any],
     machine: NDArray[np.int64],
@@ -118,8 +132,9 @@ def fit_act_models(
     (shared by the batch).
     """
     import torch
+    import torch.nn.functional as F
 
-    from act_plugin.training import ACTLoss
+    from act_plugin.act_math import act_terms
 
     mode = config.stabilizer if stabilizer is None else stabilizer
     m_models = len(plans)
@@ -135,10 +150,20 @@ def fit_act_models(
     reviewed = torch.as_tensor(np.stack([p.delta for p in plans]), dtype=torch.bool)
     truth = torch.as_tensor(human, dtype=torch.long).expand(m_models, n)
     y_h = torch.where(reviewed, truth, -1)
-    pi = torch.as_tensor(np.stack([p.pi for p in plans]), dtype=torch.float32)
+    ratio = torch.stack([_ratio(p, torch) for p in plans])  # (M, N): w_h = δ/π
     lam = config.power_lambda if mode == "power" else 1.0
-    loss_fn = ACTLoss(lam=lam, clip=mode == "clip")
-    raw_terms = ACTLoss(reduction="none")  # λ = 1, unclipped: early stopping and FitReport
+
+    def terms_of(logits: Any, y_m: Any, y_h: Any, w_h: Any, lam: float, clip: bool) -> Any:
+        """``act_math.act_terms`` (the terms of ``training.ACTLoss``) with w_h = δ/π given."""
+        machine_loss = F.cross_entropy(logits, y_m, reduction="none")
+        human_loss = F.cross_entropy(logits, torch.where(y_h >= 0, y_h, y_m), reduction="none")
+        return act_terms(machine_loss, human_loss, w_h, lam=lam, clip=clip)
+
+    def loss_fn(logits: Any, y_m: Any, y_h: Any, w_h: Any) -> Any:
+        return terms_of(logits, y_m, y_h, w_h, lam, mode == "clip").mean()
+
+    def raw_terms(logits: Any, y_m: Any, y_h: Any, w_h: Any) -> Any:  # λ = 1, unclipped
+        return terms_of(logits, y_m, y_h, w_h, 1.0, False)
 
     fit = np.ones(n, dtype=bool)
     if mode == "early_stop":
@@ -158,8 +183,8 @@ def fit_act_models(
         out = (x[idx] @ w.reshape(d, m_models * n_classes)).reshape(len(idx), m_models, n_classes)
         return (out + b).transpose(0, 1).reshape(-1, n_classes)
 
-    targets_fit = (rows(y_m, fit_idx), rows(y_h, fit_idx), rows(reviewed, fit_idx))
-    pi_fit = rows(pi, fit_idx)
+    targets_fit = (rows(y_m, fit_idx), rows(y_h, fit_idx))
+    ratio_fit = rows(ratio, fit_idx)
     weight = torch.zeros(d, m_models, n_classes, requires_grad=True)
     bias = torch.zeros(m_models, n_classes, requires_grad=True)
     optimizer = torch.optim.Adam([weight, bias], lr=config.learning_rate)
@@ -171,7 +196,7 @@ def fit_act_models(
     for epoch in range(1, config.epochs + 1):
         optimizer.zero_grad()
         logits = logits_of(weight, bias, fit_idx)
-        loss = loss_fn(logits, *targets_fit, pi_fit)
+        loss = loss_fn(logits, *targets_fit, ratio_fit)
         (loss + penalty * (weight * weight).sum()).backward()
         optimizer.step()
         if mode == "early_stop" and (epoch % config.eval_every == 0 or epoch == config.epochs):
@@ -180,8 +205,7 @@ def fit_act_models(
                     logits_of(weight, bias, val_idx),
                     rows(y_m, val_idx),
                     rows(y_h, val_idx),
-                    rows(reviewed, val_idx),
-                    rows(pi, val_idx),
+                    rows(ratio, val_idx),
                 ).reshape(m_models, -1)
                 val = val_terms.mean(dim=1)  # each model's ACT loss on the held-out items
                 better = val < best_val
@@ -191,7 +215,7 @@ def fit_act_models(
                 best_b[better] = bias.detach()[better]
     w, b = (best_w, best_b) if mode == "early_stop" else (weight.detach(), bias.detach())
     with torch.no_grad():
-        final = raw_terms(logits_of(w, b, fit_idx), *targets_fit, pi_fit).reshape(m_models, -1)
+        final = raw_terms(logits_of(w, b, fit_idx), *targets_fit, ratio_fit).reshape(m_models, -1)
         losses = final.mean(dim=1).tolist()
     reports = []
     for k in range(m_models):
