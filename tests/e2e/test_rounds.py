@@ -7,16 +7,19 @@ import json
 import numpy as np
 import pytest
 
+from act_plugin.labelstudio import gateway
 from act_plugin.report import compute_report
-from act_plugin.review import REVIEW_VIEW_TITLE
+from act_plugin.review import REVIEW_VIEW_TITLE, ReviewError
 from act_plugin.rounds import review_in_rounds
-from act_plugin.sequential import sequential_weights
+from act_plugin.sequential import last_round_weights
 from act_plugin.sync import REVIEW_FILE, sync_training_set
 from tests.support.cli import run_ok
+from tests.support.faulty_proxy import FaultyProxy
 from tests.support.projects import (
     CHOICES,
     MODEL_VERSION,
     choice,
+    client_at,
     ls_http,
     read_tasks,
     task_ids,
@@ -101,7 +104,7 @@ def test_rounds_wait_for_reviews_recalibrate_and_stop_when_certified(
     assert len({m["series"] for m in metas}) == 1
 
 
-def test_synced_weights_are_the_sequential_weights_and_pending_rows_weigh_nothing(
+def test_synced_weights_are_the_last_rounds_and_pending_rows_weigh_nothing(
     round_project, ls_client, label_studio, tmp_path
 ):
     project_id, _, wrong = round_project
@@ -125,7 +128,7 @@ def test_synced_weights_are_the_sequential_weights_and_pending_rows_weigh_nothin
             assert row["pi_rounds"][1] > 0.0
     pis = [np.array([r["pi_rounds"][k] for r in rows]) for k in range(2)]
     deltas = [np.array([r["round"] == k + 1 for r in rows]) for k in range(2)]
-    machine, human = sequential_weights(pis, deltas)
+    machine, human = last_round_weights(pis, deltas)
     for row, w_m, w_h in zip(rows, machine, human, strict=True):
         if not row["pending"]:
             assert (row["weight_machine"], row["weight_human"]) == pytest.approx((w_m, w_h))
@@ -162,3 +165,50 @@ def test_the_cli_runs_the_rounds_and_the_report_states_the_certificate(
     run_ok("report", "--training-set", str(out))
     page = next(out.glob("*.html")).read_text()
     assert "Certificate: the training set" in page
+
+
+def test_an_interrupted_round_is_finished_by_the_next_run(
+    round_project, ls_client, label_studio, monkeypatch
+):
+    project_id, _, wrong = round_project
+    http = ls_http(label_studio)
+    monkeypatch.setattr(gateway, "RETRY_DELAYS", (0.01,))
+    options = dict(budget=0.5, rounds=2, seed=13)
+    review_in_rounds(ls_client, project_id, **options)
+    review_drawn(ls_client, http, project_id, wrong)
+    # project, task list, the views twice, then 2 record writes of round 2 succeed
+    with (
+        FaultyProxy(label_studio.url, fail_after=4 + 2) as proxy,
+        pytest.raises(ReviewError, match=r"\(2 of \d+ written\).*again"),
+    ):
+        review_in_rounds(client_at(proxy.url, label_studio.token), project_id, **options)
+    partial = {t: m for t, m in round_metas(ls_client, project_id).items() if m["round"] == 2}
+    assert len(partial) == 2
+
+    finished = review_in_rounds(ls_client, project_id, **options)
+
+    assert (finished.state, finished.round) == ("drawn", 2)
+    assert "interrupted" in finished.message
+    metas = round_metas(ls_client, project_id)
+    second = {t: m for t, m in metas.items() if m["round"] == 2}
+    assert {t: second[t] for t in partial} == partial  # the written part is untouched
+    assert sorted(second) == list(finished.draw.task_ids)
+    assert len({m["draw_id"] for m in second.values()}) == 1
+    first = {t for t, m in metas.items() if m["round"] == 1}
+    assert not first & set(second)  # round 2 drew from the tasks round 1 did not draw
+    view = next(
+        v
+        for v in http.get("/api/dm/views", params={"project": project_id}).json()
+        if v["data"].get("title") == REVIEW_VIEW_TITLE
+    )
+    assert sorted(view_task_ids(http, project_id, view["id"])) == sorted(second)
+    assert [r["round"] for r in view["data"]["act"]["earlier_rounds"]] == [1]
+
+
+def round_metas(client, project_id):
+    """Each drawn task's review record, by task id."""
+    return {
+        t: task["meta"]["act"]
+        for t, task in read_tasks(client, project_id).items()
+        if task["meta"].get("act")
+    }

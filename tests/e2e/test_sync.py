@@ -13,7 +13,7 @@ import pytest
 
 from act_plugin.labelstudio import gateway
 from act_plugin.review import DrawParams, compute_draw, draw_sample
-from act_plugin.sync import COLUMNS, STATE_FILE, SyncError, sync_training_set
+from act_plugin.sync import COLUMNS, REVIEW_FILE, STATE_FILE, SyncError, sync_training_set
 from tests.support.faulty_proxy import FaultyProxy
 from tests.support.projects import (
     CHOICES,
@@ -275,9 +275,10 @@ def test_syncs_are_byte_identical_and_incremental(drawn_project, ls_client, tmp_
 
     assert (first.fetched, first.incremental) == (N_TASKS, False)
     assert (second.fetched, second.incremental) == (0, True)
-    assert digest(out) == before  # JSONL, CSV, Parquet, the HF dataset and the state file
+    assert digest(out) == before  # JSONL, CSV, Parquet, the HF dataset, the plan and the state
     assert {p.split("/")[0] for p in before} == {
-        "training_set.jsonl", "training_set.csv", "training_set.parquet", "hf_dataset", STATE_FILE,
+        "training_set.jsonl", "training_set.csv", "training_set.parquet", "hf_dataset",
+        REVIEW_FILE, STATE_FILE,
     }  # fmt: skip
 
     ls_client.annotations.create(id=ids[-1], result=choice("neutral"))

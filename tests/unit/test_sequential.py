@@ -19,6 +19,7 @@ from act_plugin.act_math import (
 )
 from act_plugin.sequential import (
     certificate,
+    last_round_weights,
     round_shares,
     sequential_error_count,
     sequential_weights,
@@ -72,12 +73,6 @@ def test_one_round_equals_error_count_estimate(assisted: bool, confidence: float
     assert single.ci_low < single.estimate < single.ci_high  # a real interval, not a point
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="sequential_error_count says 'model-assisted' whenever suspicion is given, even when "
-    "every round fell back to Horvitz-Thompson (fewer than MIN_ASSISTED_REVIEWS expected "
-    "reviews among rows with 0 < pi < 1); error_count_estimate says 'horvitz-thompson'",
-)
 def test_one_round_method_label_when_the_assisted_estimator_falls_back() -> None:
     eps, wrong = _population(100, seed=1)
     pi = inclusion_probabilities(eps, 0.05)  # Σ π over 0 < π < 1 is 5 < 10: no calibration
@@ -86,7 +81,7 @@ def test_one_round_method_label_when_the_assisted_estimator_falls_back() -> None
     rounds = sequential_error_count(wrong, [pi], [delta], suspicion=eps)
     assert single.method == "horvitz-thompson"
     assert rounds.estimate == pytest.approx(single.estimate, rel=1e-12)  # the numbers agree
-    assert rounds.method == single.method  # the label does not
+    assert rounds.method == single.method  # and so does the label
 
 
 def test_one_round_thresholded_with_certain_rows() -> None:
@@ -262,6 +257,26 @@ def test_sequential_weights_are_exactly_unbiased() -> None:
         assert (machine[~reviewed] == _LAM).all()
         mean += p * float((machine * _MACHINE_LOSS + human * _HUMAN_LOSS).sum())
     assert mean == pytest.approx(truth, abs=1e-12)
+
+
+def test_last_round_weights_are_exactly_unbiased() -> None:
+    truth = float(_HUMAN_LOSS.sum())
+    mean = 0.0
+    for p, pis, deltas in _outcomes():
+        machine, human = last_round_weights(pis, deltas, lam=_LAM)
+        first = deltas[0]
+        assert (machine[first] == 0.0).all() and (human[first] == 1.0).all()
+        mean += p * float((machine * _MACHINE_LOSS + human * _HUMAN_LOSS).sum())
+    assert mean == pytest.approx(truth, abs=1e-12)
+
+
+def test_one_round_last_round_weights_equal_act_weights() -> None:
+    eps, _ = _population(300, seed=4)
+    pi = inclusion_probabilities(eps, 0.2, rule="exponential")
+    delta = draw_review(pi, seed=8)
+    machine, human = last_round_weights([pi], [delta], lam=0.6)
+    expected = act_weights(delta, pi, lam=0.6)
+    assert machine == pytest.approx(expected[0]) and human == pytest.approx(expected[1])
 
 
 # --------------------------------------------------------------------------------------------

@@ -25,8 +25,7 @@ from act_backend.records import (
 from act_plugin.act_math import act_weights
 from act_plugin.labelstudio import act_prediction, parse_time
 from act_plugin.review import draw_pi
-from act_plugin.sequential import sequential_weights
-from act_plugin.validation import budget_count
+from act_plugin.sequential import last_round_weights
 
 __all__ = ["COLUMNS", "MODEL_LAST_ACTIONS", "Problem", "build_rows"]
 
@@ -64,11 +63,6 @@ class _Round:
     record: Mapping[str, Any]
     drawn: frozenset[int]  # tasks carrying its record with delta 1
     pi: dict[int, float] | None  # π over its pool, recomputed; None when impossible
-
-    @property
-    def budget(self) -> float:
-        """b_r, the round's expected reviews."""
-        return budget_count(self.record["budget"], int(self.record["n_tasks"]))
 
 
 @dataclass(frozen=True)
@@ -392,7 +386,8 @@ def _add_rounds(rows: list[dict[str, Any]], rounds: Sequence[_Round]) -> None:
 
 def _add_weights(rows: list[dict[str, Any]], lam: float, rounds: Sequence[_Round] = ()) -> None:
     """Fill weight_machine = λ(1 − δ/π) and weight_human = δ/π (π = 1 outside the sample);
-    over a review in rounds, :func:`act_plugin.sequential.sequential_weights`.
+    over a review in rounds, the last round's (:func:`act_plugin.sequential.last_round_weights`:
+    rows drawn in earlier rounds weigh 0 and 1).
 
     Pending rows (drawn, not reviewed yet: their δ is 1 but no human label exists) get both
     weights 0: read with δ = 0 they would put the machine label at weight λ on exactly the rows
@@ -418,8 +413,8 @@ def _add_weights(rows: list[dict[str, Any]], lam: float, rounds: Sequence[_Round
 def _round_weights(
     rows: Sequence[Mapping[str, Any]], rounds: Sequence[_Round], lam: float
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Sequential ACT weights from each drawn row's own π and the rounds' budgets; rows
-    reviewed outside the sample weigh (0, 1), as with one draw."""
+    """The last round's ACT weights (``sequential.last_round_weights``) from each drawn row's
+    own π; rows reviewed outside the sample weigh (0, 1), as with one draw."""
     n = len(rows)
     pis = [np.zeros(n) for _ in rounds]
     deltas = [np.zeros(n, dtype=bool) for _ in rounds]
@@ -427,7 +422,7 @@ def _round_weights(
         if row["round"] is not None and row["pi"] is not None:
             pis[row["round"] - 1][i] = row["pi"]
             deltas[row["round"] - 1][i] = True
-    machine, human = sequential_weights(pis, deltas, lam=lam, budgets=[r.budget for r in rounds])
+    machine, human = last_round_weights(pis, deltas, lam=lam)
     outside = np.array([bool(row["outside_sample"]) for row in rows])
     return np.where(outside, 0.0, machine), np.where(outside, 1.0, human)
 
