@@ -36,8 +36,9 @@ from rich.console import Console
 from rich.table import Table
 
 CALLS_PER_ITEM = 2  # annotator + critic
+_TICKS = os.sysconf("SC_CLK_TCK")
 WRITE_BATCH = 50_000
-console = Console(width=130)
+console = Console(width=200)
 
 
 # --------------------------------------------------------------------------------------------
@@ -70,6 +71,16 @@ def _rss_mb(pid: int) -> float:
     return 0.0
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of one process so far (0 once it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICKS
+
+
 def _descendants(root: int) -> list[int]:
     """Every process below ``root`` (from /proc's parent links)."""
     children: dict[int, list[int]] = {}
@@ -90,24 +101,34 @@ def _descendants(root: int) -> list[int]:
 
 
 @contextmanager
-def tree_memory(every: float = 0.5) -> Iterator[dict[str, float]]:
-    """Samples the RSS of this process and all its descendants; ``peak_mb`` of the sum."""
-    peak = {"peak_mb": 0.0}
+def tree_usage(every: float = 0.5) -> Iterator[dict[str, float]]:
+    """Samples this process and all its descendants: ``peak_mb``, the peak of their summed RSS,
+    and ``cpu_s``, the CPU they used meanwhile (a process's last half second may be missed)."""
+    usage = {"peak_mb": 0.0, "cpu_s": 0.0}
+    me = os.getpid()
+    before = {pid: cpu_seconds(pid) for pid in [me, *_descendants(me)]}
+    seen: dict[int, float] = {}
     stop = threading.Event()
 
     def sample() -> None:
-        me = os.getpid()
-        while not stop.wait(every):
-            total = _rss_mb(me) + sum(_rss_mb(pid) for pid in _descendants(me))
-            peak["peak_mb"] = max(peak["peak_mb"], total)
+        pids = [me, *_descendants(me)]
+        usage["peak_mb"] = max(usage["peak_mb"], sum(_rss_mb(pid) for pid in pids))
+        for pid in pids:
+            seen[pid] = max(seen.get(pid, 0.0), cpu_seconds(pid))
 
-    sampler = threading.Thread(target=sample, daemon=True)
+    def loop() -> None:
+        while not stop.wait(every):
+            sample()
+
+    sampler = threading.Thread(target=loop, daemon=True)
     sampler.start()
     try:
-        yield peak
+        yield usage
     finally:
         stop.set()
         sampler.join()
+        sample()
+        usage["cpu_s"] = sum(cpu - before.get(pid, 0.0) for pid, cpu in seen.items())
 
 
 def _peak_self_mb() -> float:
@@ -135,14 +156,16 @@ def child_single(path: Path) -> dict:
 
     predictor = build_predictor(load_settings())
     spec = parse_label_config(CONFIG)
-    started = time.perf_counter()
     done = failed = 0
-    for outcome in predictor.predict_iter(_tasks(path), spec):
-        done += 1
-        failed += not outcome.ok
-    seconds = time.perf_counter() - started
+    with tree_usage() as usage:
+        started = time.perf_counter()
+        for outcome in predictor.predict_iter(_tasks(path), spec):
+            done += 1
+            failed += not outcome.ok
+        seconds = time.perf_counter() - started
     predictor.close()
-    return {"items": done, "failed": failed, "seconds": seconds, "driver_mb": _peak_self_mb()}
+    return {"items": done, "failed": failed, "seconds": seconds, "driver_mb": _peak_self_mb(),
+            "cpu_s": usage["cpu_s"]}  # fmt: skip
 
 
 def child_ray(path: Path, out: Path, args: argparse.Namespace) -> dict:
@@ -152,7 +175,7 @@ def child_ray(path: Path, out: Path, args: argparse.Namespace) -> dict:
     from act_plugin.scale.cluster import connect
 
     connect(args.ray_address, num_cpus=args.num_cpus)  # start-up, not timed
-    with tree_memory() as memory:
+    with tree_usage() as usage:
         started = time.perf_counter()
         result = annotate_dataset(
             str(path), str(out), load_settings(), CONFIG,
@@ -164,12 +187,25 @@ def child_ray(path: Path, out: Path, args: argparse.Namespace) -> dict:
         "failed": result.n_failed,
         "seconds": seconds,
         "driver_mb": _peak_self_mb(),
-        "all_mb": memory["peak_mb"],
+        "all_mb": usage["peak_mb"],
+        "cpu_s": usage["cpu_s"],
     }
 
 
+def _stub_pid() -> int | None:
+    """The stub server's process (a child of this one)."""
+    for pid in _descendants(os.getpid()):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+                if b"act_backend.testing.openai_server" in cmdline.read():
+                    return pid
+        except OSError:
+            continue
+    return None
+
+
 def measure(mode: str, path: Path, base_url: str, args: argparse.Namespace, work: Path) -> dict:
-    """Run one path in a fresh process; its figures."""
+    """Run one path in a fresh process; its figures, the stub's CPU and the load average."""
     concurrency = args.concurrency if mode == "ray" else args.concurrency * args.actors
     env = backend_env(base_url, work / "cache", ACT_CACHE="false",
                       ACT_CONCURRENCY=str(concurrency))  # fmt: skip
@@ -177,11 +213,15 @@ def measure(mode: str, path: Path, base_url: str, args: argparse.Namespace, work
     argv = [sys.executable, __file__, "--child", mode, "--input", str(path)]
     argv += ["--output", str(work / f"out-{mode}-{path.stem}")]
     argv += _forwarded(args)
+    stub = _stub_pid()
+    stub_before, load_before = cpu_seconds(stub) if stub else 0.0, os.getloadavg()[0]
     done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise RuntimeError(f"{mode} run failed:\n{done.stderr[-3000:]}")
     figures = json.loads(done.stdout.strip().splitlines()[-1])
     figures["in_flight"] = args.concurrency * args.actors
+    figures["stub_cpu_s"] = cpu_seconds(stub) - stub_before if stub else float("nan")
+    figures["load"] = (load_before, os.getloadavg()[0])
     return figures
 
 
@@ -197,24 +237,32 @@ def _forwarded(args: argparse.Namespace) -> list[str]:
 
 
 def report(rows: list[tuple[int, str, dict]], latency: float) -> Table:
+    """Per run: rate, endpoint bound, CPU per item (the path's processes, the stub) and the
+    rate that CPU allows on this machine's cores, memory, and the 1-minute load average."""
     table = Table(title=f"scale: annotate + critic, {latency * 1000:.0f} ms per LLM call")
     for name in ("items", "path", "in flight", "seconds", "items/s", "bound items/s",
-                 "of bound", "failed", "driver peak RSS", "all processes peak RSS"):  # fmt: skip
+                 "of bound", "client CPU ms/item", "stub CPU ms/item", "CPU bound items/s",
+                 "failed", "driver peak RSS", "all processes peak RSS", "load"):  # fmt: skip
         table.add_column(name, justify="right")
     for n, mode, f in rows:
         rate = f["items"] / f["seconds"]
         bound = f["in_flight"] / (CALLS_PER_ITEM * latency) if latency > 0 else float("inf")
+        client_ms, stub_ms = (1000 * f[k] / f["items"] for k in ("cpu_s", "stub_cpu_s"))
         table.add_row(
             f"{n:,}",
             "Ray Data" if mode == "ray" else "predict_iter",
             str(f["in_flight"]),
             f"{f['seconds']:.1f}",
             f"{rate:,.0f}",
-            f"{bound:,.0f}",
+            f"{bound:,.0f}" if bound != float("inf") else "-",
             f"{rate / bound:.2f}" if bound != float("inf") else "-",
+            f"{client_ms:.2f}",
+            f"{stub_ms:.2f}",
+            f"{1000 * (os.cpu_count() or 1) / (client_ms + stub_ms):,.0f}",
             str(f["failed"]),
             f"{f['driver_mb']:,.0f} MB",
             f"{f['all_mb']:,.0f} MB" if "all_mb" in f else "-",
+            "{:.1f}–{:.1f}".format(*f["load"]),
         )
     return table
 
@@ -230,6 +278,7 @@ def main() -> None:
     parser.add_argument("--num-cpus", type=int, default=2)
     parser.add_argument("--ray-address", default=os.environ.get("RAY_ADDRESS"))
     parser.add_argument("--paths", nargs="+", default=["single", "ray"])
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
     parser.add_argument("--child", choices=["single", "ray"])
     parser.add_argument("--input", type=Path)
     parser.add_argument("--output", type=Path)
@@ -253,6 +302,8 @@ def main() -> None:
                 rows.append((n, mode, measure(mode, path, url, args, work)))
                 console.print(report(rows, args.latency))
     console.print(report(rows, args.latency))
+    if args.json:
+        args.json.write_text(json.dumps([[n, mode, f] for n, mode, f in rows], indent=1))
 
 
 if __name__ == "__main__":

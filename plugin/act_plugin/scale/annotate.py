@@ -168,7 +168,9 @@ def annotate_block(
     started = time.monotonic()
     tasks = read_block(block, id_column)
     payload = [{"id": t.row, "data": t.data} for t in tasks]
-    outcomes = list(predictor.predict_iter(payload, spec))
+    # As many tasks submitted as the pool runs: predict_iter's default window (4 × concurrency)
+    # makes each completion wait on 4× the futures, per-item CPU that bounds a busy actor.
+    outcomes = list(predictor.predict_iter(payload, spec, window=predictor.concurrency))
     table = outcome_table(
         tasks, outcomes, spec, model_version=model_version, prompt_hash=prompt_hash
     )
