@@ -28,10 +28,8 @@ from __future__ import annotations
 import json
 import numbers
 import secrets
-import uuid
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime, timezone
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -39,10 +37,10 @@ from label_studio_sdk import LabelStudio
 
 from act_backend.domain import MachineLabel
 from act_backend.labeling import LabelingSpec, parse_label_config
-from act_backend.records import DRAW_FIELDS, encode_prediction, review_record, suspicion_digest
+from act_backend.records import draw_fields, encode_prediction, review_record
 from act_plugin.act_math import DEFAULT_BETA, DEFAULT_FLOOR
 from act_plugin.labelstudio import Gateway
-from act_plugin.review import DrawParams, compute_draw, ensure_suspicious_view
+from act_plugin.review import DrawParams, compute_draw, draw_facts, ensure_suspicious_view
 from act_plugin.validation import budget_count
 
 from .annotate import ANNOTATIONS, ScaleError
@@ -55,7 +53,6 @@ __all__ = [
     "REVIEW",
     "ImportResult",
     "draw_dataset",
-    "draw_fields",
     "draw_params",
     "import_sample",
     "shard_projects",
@@ -122,18 +119,13 @@ def draw_dataset(
         params = replace(params, model_version=manifest["model_version"])
         _check_budget(params, len(rows))
         pi, delta = compute_draw(suspicion, params)
-        draw = _draw_facts(params, rows, suspicion, pi, delta)
+        draw = draw_facts(params, rows.tolist(), suspicion.tolist(), pi, delta)
         store.write_json(draw, REVIEW, DRAW_FILE)
         for index in range(len(manifest["blocks"])):  # a redraw replaces every part
             if store.has_part(REVIEW, index):
                 store.fs.rm(store.path(REVIEW, store.part_name(index)))
     _write_review_parts(store, rows, pi, delta, on_progress)
     return draw
-
-
-def draw_fields(draw: Mapping[str, Any]) -> dict[str, Any]:
-    """What every review record of the draw repeats (:data:`act_backend.records.DRAW_FIELDS`)."""
-    return {name: draw[name] for name in DRAW_FIELDS}
 
 
 def draw_params(
@@ -169,23 +161,6 @@ def _check_budget(params: DrawParams, n_tasks: int) -> None:
         budget_count(params.budget, n_tasks)
     except ValueError as exc:
         raise ScaleError(f"{n_tasks} annotated rows: {exc}") from None
-
-
-def _draw_facts(
-    params: DrawParams, rows: np.ndarray, suspicion: np.ndarray, pi: np.ndarray, delta: np.ndarray
-) -> dict[str, Any]:
-    """The draw record: its parameters, N, Σδ, the smallest π not drawn and the fingerprint of
-    the (row, ε̂) pairs it was drawn from."""
-    undrawn = pi[delta == 0]
-    return {
-        "draw_id": uuid.uuid4().hex,
-        **asdict(params),
-        "drawn_at": datetime.now(timezone.utc).isoformat(),
-        "n_tasks": len(rows),
-        "n_drawn": int(delta.sum()),
-        "min_pi_undrawn": float(undrawn.min()) if undrawn.size else None,
-        "suspicion_digest": suspicion_digest(rows.tolist(), suspicion.tolist()),
-    }
 
 
 def _params(draw: Mapping[str, Any]) -> DrawParams:

@@ -27,7 +27,7 @@ from typing import Any
 from label_studio_sdk import LabelStudio
 
 from act_backend.labeling import LabelingSpec, parse_label_config
-from act_backend.records import review_record
+from act_backend.records import draw_fields, review_record
 from act_plugin.labelstudio import Gateway
 from act_plugin.sync import Problem, build_rows
 from act_plugin.sync.fetch import ANNOTATION_FIELDS
@@ -36,7 +36,7 @@ from act_plugin.validation import check_lam
 
 from .annotate import ANNOTATIONS, ScaleError
 from .projects import TASK_PAGE_SIZE, item_row
-from .review import DRAW_FILE, REVIEW, draw_fields, machine_prediction, shard_projects
+from .review import DRAW_FILE, REVIEW, machine_prediction, shard_projects
 from .store import Store
 
 __all__ = ["SCALE_FORMATS", "ScaleSyncResult", "sync_dataset"]
