@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import html
 import logging
+import queue
 import re
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from typing import Any, TypeVar
@@ -166,15 +167,25 @@ class Predictor:
             return
         window = window or 4 * self.concurrency
         pending: set[Future[Outcome]] = set()
+        # Futures report themselves here when done: waiting costs O(1) per completion, where
+        # concurrent.futures.wait over the pending set cost O(window) (46% of a bulk run's
+        # main-thread time, docs/benchmarks.md "scale").
+        finished: queue.SimpleQueue[Future[Outcome]] = queue.SimpleQueue()
+
+        def settle() -> Iterator[Outcome]:
+            future = finished.get()
+            pending.discard(future)
+            yield from self._delivered([future.result()])
+
         try:
             for task in tasks:
-                pending.add(self._pool.submit(self._one, task, spec, credentials))
-                if len(pending) >= window:
-                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                    yield from self._delivered(f.result() for f in done)
+                future = self._pool.submit(self._one, task, spec, credentials)
+                pending.add(future)
+                future.add_done_callback(finished.put)
+                while len(pending) >= window:
+                    yield from settle()
             while pending:
-                done, pending = wait(pending, return_when=FIRST_COMPLETED)
-                yield from self._delivered(f.result() for f in done)
+                yield from settle()
         finally:
             for future in pending:
                 future.cancel()
