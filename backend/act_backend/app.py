@@ -20,9 +20,10 @@ from .access import CHALLENGE, UNAUTHORIZED_MESSAGE, basic_auth_ok
 from .domain import TaskError, Usage
 from .labeling import LabelingSpec, UnsupportedConfig, parse_label_config
 from .predictor import Credentials, Predictor, build_predictor, to_prediction
+from .records import answer_labels
 from .redaction import redact, redact_data, remember, remember_settings
 from .settings import Settings
-from .webhook import WebhookRecorder
+from .webhook import WebhookRecorder, reviewed_task
 
 log = logging.getLogger(__name__)
 
@@ -92,14 +93,39 @@ class Service:
 
 
 def build_service(settings: Settings) -> Service:
-    """Wire the prediction pipeline and the webhook recorder from settings."""
+    """Wire the prediction pipeline and the webhook recorder from settings; reviewers'
+    annotations reaching the webhook are given to the critic (:func:`learn_from_review`)."""
     remember_settings(settings)
+    predictor = build_predictor(settings)
     return Service(
         settings=settings,
-        predictor=build_predictor(settings),
-        webhooks=WebhookRecorder(settings.cache_dir),
+        predictor=predictor,
+        webhooks=WebhookRecorder(
+            settings.cache_dir, on_event=lambda event: learn_from_review(predictor, event)
+        ),
         model_version=settings.resolved_model_version,
     )
+
+
+def learn_from_review(predictor: Predictor, payload: Any) -> bool:
+    """Hand a reviewer's label from an annotation webhook event to the critic (the ``knn``
+    critic remembers it as a human-labelled neighbour). False when the event is no review,
+    its config is not served, or its label is not a set of the config's choices."""
+    reviewed = reviewed_task(payload)
+    if reviewed is None:
+        return False
+    task, config, result = reviewed
+    try:
+        spec = parse_label_config(config)
+    except (UnsupportedConfig, ValueError):
+        return False
+    labels = answer_labels(result, spec) if spec.kind == "choices" else None
+    if not labels:
+        return False
+    try:
+        return predictor.learn(task, spec, labels)
+    except TaskError:
+        return False
 
 
 def create_app(settings: Settings, *, service: Service | None = None) -> Flask:

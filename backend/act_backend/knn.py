@@ -30,6 +30,10 @@ MARGIN_TEMPERATURE = 0.05  # u = σ(−m / T): a margin of +0.1 cosine gives u �
 KNN_K = 10  # neighbours per item
 KNN_MIN_SIMILARITY = 0.3  # cosine below which an item is no neighbour (weight 0)
 KNN_PRIOR_WEIGHT = 1.0  # κ: the margin term counts as one neighbour of weight κ
+#: A neighbour whose label a human gave (a reviewed task) counts this many times a machine-labelled
+#: one: 3 took the ACT harness's rounds 2.9 (debian) and 1.4 (digits) points closer to full human
+#: than 1 (docs/benchmarks.md, "Review in rounds").
+HUMAN_NEIGHBOUR_WEIGHT = 3.0
 
 
 def label_prototypes(text_embeddings: Array, n_labels: int) -> Array:
@@ -126,13 +130,16 @@ def knn_suspicion(
     k: int = KNN_K,
     min_similarity: float = KNN_MIN_SIMILARITY,
     prior_weight: float = KNN_PRIOR_WEIGHT,
+    reference_weight: NDArray | None = None,
 ) -> KnnScores:
     """Suspicion ε̂_i ∈ [0, 1] of each query item's label from its neighbours' labels.
 
     With unit embeddings e, cosine s_ij = e_i·e_j, neighbours N_i = the (at most) k reference
     items j with the largest s_ij among those with s_ij > τ (``min_similarity``) and not
     ``exclude[i, j]`` (the item itself), weights w_ij = (s_ij − τ) / (1 − τ) ∈ (0, 1], label
-    distance d_ij = 1 − |Y_i ∩ Y_j| / |Y_i ∪ Y_j| and the margin term u_i (``margin_suspicion``):
+    distance d_ij = 1 − |Y_i ∩ Y_j| / |Y_i ∪ Y_j| and the margin term u_i (``margin_suspicion``);
+    ``reference_weight`` h_j (default 1; e.g. :data:`HUMAN_NEIGHBOUR_WEIGHT` for a neighbour a
+    human labelled) multiplies w_ij:
 
         ε̂_i = (κ · u_i + Σ_{j ∈ N_i} w_ij · d_ij) / (κ + Σ_{j ∈ N_i} w_ij)
 
@@ -154,6 +161,8 @@ def knn_suspicion(
         order = np.argsort(-s[i], kind="stable")[:k]
         order = order[s[i, order] > min_similarity]
         w = (s[i, order] - min_similarity) / (1.0 - min_similarity)
+        if reference_weight is not None:
+            w = w * np.asarray(reference_weight, dtype=np.float64)[order]
         d = distance[i, order]
         neighbours.append(order)
         similarity.append(s[i, order])

@@ -190,6 +190,16 @@ class Predictor:
             for future in pending:
                 future.cancel()
 
+    def learn(self, task: Any, spec: LabelingSpec, labels: Sequence[str]) -> bool:
+        """Give the critic a reviewer's labels of a task when it learns from reviews (the
+        ``knn`` critic); configs with images are skipped (their media would be fetched for a
+        critic that reads text only). Whether the critic took it."""
+        learn = getattr(self.critic, "learn", None)
+        if learn is None or any(inp.tag == "Image" for inp in spec.inputs):
+            return False
+        item = build_item(task, spec, self.fetcher, Credentials())
+        return bool(learn([item], spec, [MachineLabel(labels=tuple(labels))]))
+
     def _delivered(self, outcomes: Iterable[Outcome]) -> Iterator[Outcome]:
         for outcome in outcomes:
             self.stats.record(outcome)

@@ -20,12 +20,15 @@ import sqlite3
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
 
 _STOP = object()
+#: Actions whose payload carries a reviewer's annotation of a task.
+REVIEW_ACTIONS = frozenset({"ANNOTATION_CREATED", "ANNOTATION_UPDATED"})
 #: Events written per transaction at most; one commit per event would cap the rate near 200/s.
 BATCH_SIZE = 500
 
@@ -33,7 +36,15 @@ BATCH_SIZE = 500
 class WebhookRecorder:
     """Background recorder of webhook payloads; ``submit`` never blocks."""
 
-    def __init__(self, directory: Path, *, max_pending: int = 10_000) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        max_pending: int = 10_000,
+        on_event: Callable[[dict[str, Any]], object] | None = None,
+    ) -> None:
+        """``on_event`` is called in the worker with each event once it is written (the
+        backend's kNN critic learns reviewers' labels this way); its failures are logged."""
         directory.mkdir(parents=True, exist_ok=True)
         self.path = directory / "webhook-events.sqlite3"
         self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_pending)
@@ -41,6 +52,7 @@ class WebhookRecorder:
         self._counts: Counter[str] = Counter()
         self._dropped = 0
         self._closed = False
+        self._on_event = on_event
         # A daemon thread so a hung disk cannot keep the process alive; close() drains it.
         self._thread = threading.Thread(target=self._run, name="act-webhook", daemon=True)
         self._thread.start()
@@ -97,10 +109,21 @@ class WebhookRecorder:
                 self._write(db, events)
             except Exception:  # a bad batch must not stop the worker: write its events one by one
                 self._write_each(db, events)
+            try:
+                self._notify(events)
             finally:
                 for _ in batch:
                     self._queue.task_done()
         db.close()
+
+    def _notify(self, events: list[dict[str, Any]]) -> None:
+        if self._on_event is None:
+            return
+        for event in events:
+            try:
+                self._on_event(event)
+            except Exception:
+                log.exception("could not use a %s webhook event", _action(event))
 
     def _next_batch(self) -> list[Any]:
         """One event (waiting for it), then whatever else is queued, up to BATCH_SIZE."""
@@ -150,3 +173,23 @@ def _row(payload: dict[str, Any]) -> tuple[Any, ...]:
         annotation.get("id"),
         json.dumps(kept, ensure_ascii=False),
     )
+
+
+def reviewed_task(payload: Any) -> tuple[dict[str, Any], str, Any] | None:
+    """(task, the project's label config, the annotation's result) of an annotation event that
+    is a reviewer's label (not cancelled, made by a user); None for any other event.
+
+    >>> reviewed_task({"action": "ANNOTATION_CREATED", "task": {"id": 1, "data": {}},
+    ...                "project": {"label_config": "<View/>"},
+    ...                "annotation": {"result": [], "completed_by": 1}})[1]
+    '<View/>'
+    """
+    if not isinstance(payload, dict) or payload.get("action") not in REVIEW_ACTIONS:
+        return None
+    task, project, annotation = (payload.get(k) for k in ("task", "project", "annotation"))
+    if not (isinstance(task, dict) and isinstance(project, dict) and isinstance(annotation, dict)):
+        return None
+    config = project.get("label_config")
+    if annotation.get("was_cancelled") or annotation.get("completed_by") is None:
+        return None
+    return (task, config, annotation.get("result")) if isinstance(config, str) else None

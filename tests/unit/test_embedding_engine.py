@@ -550,3 +550,88 @@ def test_knn_criticizes_an_llm_annotator_and_zero_shot_feeds_an_llm_critic(
             predictor.close()
     assert outcome.label is not None and outcome.label.labels == ("sports",)
     assert outcome.suspicion == pytest.approx(0.25) and outcome.usage.calls == 1
+
+
+# ---- reviewers' labels as neighbours
+
+
+def test_a_machine_label_never_replaces_a_remembered_human_one(tmp_path: Path) -> None:
+    memory = NeighbourMemory(tmp_path / "m.sqlite3")
+    vectors = np.eye(2, 4, dtype=np.float32)
+    memory.remember("s", ["a", "b"], vectors, [("sports",), ("sports",)])
+    memory.remember("s", ["a"], vectors[:1], [("cooking",)], human=True)
+    memory.remember("s", ["a", "b"], vectors, [("finance",), ("finance",)])  # re-predicted
+    recalled = memory.recall("s", 4)
+    pairs = zip(recalled.labels, recalled.human, strict=True)
+    labels = dict(zip(recalled.keys, pairs, strict=True))
+    assert labels == {"a": (("cooking",), True), "b": (("finance",), False)}
+
+
+def test_a_memory_from_before_human_labels_is_upgraded(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "old.sqlite3"
+    db = sqlite3.connect(path)
+    db.execute(
+        "CREATE TABLE items (space TEXT, key TEXT, labels TEXT, embedding BLOB, seen REAL, "
+        "PRIMARY KEY (space, key))"
+    )
+    db.execute("INSERT INTO items VALUES ('s', 'a', '[\"sports\"]', ?, 0)",
+               (np.ones(4, np.float32).tobytes(),))  # fmt: skip
+    db.commit()
+    db.close()
+    recalled = NeighbourMemory(path).recall("s", 4)
+    assert (recalled.keys, recalled.human) == (["a"], [False])
+
+
+def test_reviews_through_the_webhook_raise_the_suspicion_of_a_contradicted_label(
+    encoder: SentenceEncoder, tmp_path: Path
+) -> None:
+    """Reviewers relabel three sports near-duplicates as "finance" (wrong on purpose, to have
+    a signal the machine labels lack); the critic then doubts "sports" on a fourth twin."""
+    spec = spec_of(TOPICS)
+    query = [Item(99, {"text": SPORTS_TWINS[3]})]
+
+    def suspicion(cache: Path, reviews: int) -> float:
+        app = create_app(load_settings(env={"ACT_CACHE_DIR": str(cache)}))
+        service = app.config["ACT_SERVICE"]
+        try:
+            tasks = [{"id": i, "data": {"text": t}} for i, t in enumerate(SPORTS_TWINS[:3], 1)]
+            service.predictor.predict(tasks, spec)  # machine labels ("sports") remembered
+            client = app.test_client()
+            for task in tasks[:reviews]:
+                event = {
+                    "action": "ANNOTATION_CREATED",
+                    "task": task,
+                    "project": {"id": 1, "label_config": TOPICS},
+                    "annotation": {"id": task["id"], "completed_by": 1, "was_cancelled": False,
+                                   "result": [{"from_name": "topic", "to_name": "text",
+                                               "type": "choices",
+                                               "value": {"choices": ["finance"]}}]},
+                }  # fmt: skip
+                assert client.post("/webhook", json=event).status_code == 200
+            service.webhooks.flush()
+            [(critique, _)] = service.predictor.critic.criticize_batch(
+                query, spec, [MachineLabel(("sports",))]
+            )
+        finally:
+            service.close()
+        return critique.suspicion
+
+    before, after = suspicion(tmp_path / "a", 0), suspicion(tmp_path / "b", 3)
+    assert before < 0.3 < after
+    [space] = _spaces(tmp_path / "b")
+    recalled = NeighbourMemory(tmp_path / "b" / MEMORY_FILE).recall(space, 384)
+    reviewed = sorted(lab for lab, human in zip(recalled.labels, recalled.human, strict=True)
+                      if human)  # fmt: skip
+    assert reviewed == [("finance",)] * 3
+
+
+def _spaces(cache: Path) -> set[str]:
+    import sqlite3
+
+    db = sqlite3.connect(cache / MEMORY_FILE)
+    try:
+        return {row[0] for row in db.execute("SELECT DISTINCT space FROM items")}
+    finally:
+        db.close()

@@ -13,6 +13,7 @@ from numpy.typing import NDArray
 
 from ...domain import Critique, Item, MachineLabel, TaskError, Usage
 from ...knn import (
+    HUMAN_NEIGHBOUR_WEIGHT,
     KNN_K,
     KNN_MIN_SIMILARITY,
     KNN_PRIOR_WEIGHT,
@@ -42,7 +43,9 @@ class KnnCritic:
     """Batch critic ``knn``: neighbours' labels and the label margin (``knn_suspicion``).
 
     Neighbours are the other items of the batch and the remembered earlier items (excluding
-    earlier copies of the batch's own texts); after scoring, the batch is remembered. Works as a
+    earlier copies of the batch's own texts); after scoring, the batch is remembered. Items a
+    reviewer labelled (:meth:`learn`, fed by the webhook) are remembered with the human label and
+    count :data:`~act_backend.knn.HUMAN_NEIGHBOUR_WEIGHT` times as neighbours. Works as a
     per-item ``Critic`` too (a batch of one). Free-text configs and items without text fail with
     ``engine_unsupported``; labels outside the config with ``answer_out_of_set``.
     """
@@ -99,6 +102,9 @@ class KnnCritic:
         keep = [j for j, key in enumerate(past.keys) if key not in batch_keys]
         reference = np.concatenate([x, past.embeddings[keep]])
         reference_y = np.concatenate([y, _indicators((past.labels[j] for j in keep), spec.labels)])
+        weight = np.concatenate(
+            [np.ones(len(ok)), [HUMAN_NEIGHBOUR_WEIGHT if past.human[j] else 1.0 for j in keep]]
+        )
         exclude = np.zeros((len(ok), len(reference)), dtype=bool)
         exclude[np.arange(len(ok)), np.arange(len(ok))] = True
 
@@ -114,6 +120,7 @@ class KnnCritic:
             k=self.k,
             min_similarity=self.min_similarity,
             prior_weight=self.prior_weight,
+            reference_weight=weight,
         )
         names = [labels[i].labels for i in ok] + [past.labels[j] for j in keep]
         for row, i in enumerate(ok):
@@ -124,6 +131,27 @@ class KnnCritic:
         if self.memory is not None:
             self.memory.remember(space, keys, x, [labels[i].labels for i in ok])
         return verdicts
+
+    def learn(
+        self, items: Sequence[Item], spec: LabelingSpec, labels: Sequence[MachineLabel]
+    ) -> int:
+        """Remember reviewed items with their human labels (they then weigh
+        ``HUMAN_NEIGHBOUR_WEIGHT`` as neighbours); items the critic cannot use (no text, a
+        free-text config, labels outside the config) are skipped. The number remembered."""
+        usable = [
+            (item, label)
+            for item, label in zip(items, labels, strict=True)
+            if self.memory is not None and self._check(item, spec, label) is None
+        ]
+        if not usable or self.memory is None:
+            return 0
+        texts = [item_text(item) for item, _ in usable]
+        x = self.encoder.embed(texts, batch_size=self.batch_size)
+        space = label_space(spec, self.encoder.name)
+        self.memory.remember(
+            space, [text_key(t) for t in texts], x, [lab.labels for _, lab in usable], human=True
+        )
+        return len(usable)
 
     def _recall(self, space: str, dim: int) -> Remembered:
         if self.memory is None:

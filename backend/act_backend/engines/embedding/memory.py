@@ -1,7 +1,9 @@
 """The neighbours a batch of one task still has: earlier items, remembered in SQLite.
 
-Embeddings and machine labels of earlier items live in ``<cache_dir>/knn-memory.sqlite3``, the
-newest ``MEMORY_SIZE`` per label space (one embedding model and one label set).
+Embeddings and labels of earlier items live in ``<cache_dir>/knn-memory.sqlite3``, the newest
+``MEMORY_SIZE`` per label space (one embedding model and one label set). A label is the
+machine's, or a human's once the task was reviewed (``human``): a machine label never replaces a
+human one.
 """
 
 from __future__ import annotations
@@ -31,10 +33,11 @@ class Remembered:
     keys: list[str]
     embeddings: Array
     labels: list[tuple[str, ...]]
+    human: list[bool]  # the label is a reviewer's
 
     @classmethod
     def nothing(cls, dim: int) -> Remembered:
-        return cls([], np.zeros((0, dim), np.float32), [])
+        return cls([], np.zeros((0, dim), np.float32), [], [])
 
 
 class NeighbourMemory:
@@ -54,13 +57,17 @@ class NeighbourMemory:
         self._db.execute("PRAGMA busy_timeout=10000")
         self._db.execute(
             "CREATE TABLE IF NOT EXISTS items (space TEXT, key TEXT, labels TEXT, "
-            "embedding BLOB, seen REAL, PRIMARY KEY (space, key))"
+            "embedding BLOB, seen REAL, human INTEGER NOT NULL DEFAULT 0, "
+            "PRIMARY KEY (space, key))"
         )
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(items)")}
+        if "human" not in columns:  # a memory written before reviews were remembered
+            self._db.execute("ALTER TABLE items ADD COLUMN human INTEGER NOT NULL DEFAULT 0")
 
     def recall(self, space: str, dim: int) -> Remembered:
         with self._lock:
             rows = self._db.execute(
-                "SELECT key, labels, embedding FROM items WHERE space = ?", (space,)
+                "SELECT key, labels, embedding, human FROM items WHERE space = ?", (space,)
             ).fetchall()
         rows = [r for r in rows if len(r[2]) == 4 * dim]
         embeddings = np.frombuffer(b"".join(r[2] for r in rows), dtype=np.float32)
@@ -68,20 +75,37 @@ class NeighbourMemory:
             keys=[r[0] for r in rows],
             embeddings=embeddings.reshape(len(rows), dim),
             labels=[tuple(json.loads(r[1])) for r in rows],
+            human=[bool(r[3]) for r in rows],
         )
 
     def remember(
-        self, space: str, keys: Sequence[str], embeddings: Array, labels: Sequence[Sequence[str]]
+        self,
+        space: str,
+        keys: Sequence[str],
+        embeddings: Array,
+        labels: Sequence[Sequence[str]],
+        *,
+        human: bool = False,
     ) -> None:
+        """Store the items (replacing earlier entries of the same texts, except that a machine
+        label never replaces a human one)."""
         now = time.time()
         rows = [
-            (space, key, json.dumps(list(lab)), np.asarray(e, np.float32).tobytes(), now)
+            (space, key, json.dumps(list(lab)), np.asarray(e, np.float32).tobytes(), now,
+             int(human))
             for key, e, lab in zip(keys, embeddings, labels, strict=True)
-        ]
+        ]  # fmt: skip
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                self._db.executemany("INSERT OR REPLACE INTO items VALUES (?, ?, ?, ?, ?)", rows)
+                self._db.executemany(
+                    "INSERT INTO items (space, key, labels, embedding, seen, human) "
+                    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (space, key) DO UPDATE SET "
+                    "labels = excluded.labels, embedding = excluded.embedding, "
+                    "seen = excluded.seen, human = excluded.human "
+                    "WHERE excluded.human = 1 OR items.human = 0",
+                    rows,
+                )
                 self._db.execute(
                     "DELETE FROM items WHERE space = ? AND key NOT IN (SELECT key FROM items "
                     "WHERE space = ? ORDER BY seen DESC LIMIT ?)",
