@@ -74,6 +74,13 @@ def _caveats(fig: ReportFigures) -> list[str]:
             "takes their machine labels as right. It is unbiased only if the critic never misses "
             "an error there; a sampling floor (π ≥ π_min > 0) removes this assumption."
         )
+    if fig.certificate is not None and fig.certificate.met:
+        notes.append(
+            "The review stopped when the certificate reached its target. The certificate "
+            "stays valid under that stopping; the accuracy estimate above does not stay "
+            "unbiased: stopping when few errors were found makes it optimistic (by 0.4–0.8 "
+            "points in the simulations of benchmarks/rounds.py). Quote the certificate."
+        )
     acc = fig.accuracy
     if acc is not None and acc.ci_low == acc.ci_high and fig.n_estimate > acc.n_reviewed:
         notes.append(
