@@ -451,8 +451,7 @@ def _print_round(status: Any) -> None:
     table = _kv_table(f"review in rounds {status.series}")
     table.add_row("status", status.message)
     table.add_row("round", f"{status.round} of {status.rounds}")
-    spent = "" if status.spent != status.spent else f"{status.spent:.1f} of "  # NaN: unknown
-    table.add_row("budget (expected reviews)", f"{spent}{status.total_budget:.1f}")
+    table.add_row("budget (expected reviews)", f"{status.spent:.1f} of {status.total_budget:.1f}")
     cert = status.certificate
     if cert is not None:
         verdict = "reached" if cert.met else "not reached"

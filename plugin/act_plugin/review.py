@@ -469,12 +469,7 @@ def _draw_sample(
         page_size=PAGE_SIZE,
         on_page=(lambda done, total: on_progress("read", done, total)) if on_progress else None,
     )
-    try:
-        version = resolve_model_version(
-            model_version, project.get("model_version"), model_versions(raw)
-        )
-    except ValueError as exc:
-        raise ReviewError(f"project {project_id}: {exc}") from None
+    version = _model_version(model_version, project, raw)
     tasks = _act_tasks(raw, version)
     try:
         budget_count(budget, len(tasks))
@@ -544,6 +539,16 @@ def _keep_or_finish(
         note=_join("finished an interrupted draw", score_note),
         on_progress=on_progress,
     )  # fmt: skip
+
+
+def _model_version(
+    asked: str | None, project: Mapping[str, Any], raw: Sequence[Mapping[str, Any]]
+) -> str:
+    """The ACT predictions' model_version (:func:`resolve_model_version`); ReviewError."""
+    try:
+        return resolve_model_version(asked, project.get("model_version"), model_versions(raw))
+    except ValueError as exc:
+        raise ReviewError(f"project {project.get('id')}: {exc}") from None
 
 
 def _act_tasks(raw: Sequence[Mapping[str, Any]], model_version: str) -> list[_Task]:

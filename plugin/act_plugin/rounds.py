@@ -39,12 +39,7 @@ from label_studio_sdk import LabelStudio
 
 from act_backend.labeling import UnsupportedConfig, parse_label_config
 from act_plugin.act_math import DEFAULT_BETA, DEFAULT_FLOOR, platt_parameters
-from act_plugin.labelstudio import (
-    Gateway,
-    LabelStudioError,
-    model_versions,
-    resolve_model_version,
-)
+from act_plugin.labelstudio import Gateway, LabelStudioError
 from act_plugin.review import (
     DrawParams,
     Progress,
@@ -53,6 +48,7 @@ from act_plugin.review import (
     _act_tasks,
     _check_options,
     _latest_draw,
+    _model_version,
     _params_from_meta,
     _reproduces,
     _score_note,
@@ -60,7 +56,7 @@ from act_plugin.review import (
     _write_draw,
 )
 from act_plugin.sequential import Certificate, certificate
-from act_plugin.sync.fetch import fetch
+from act_plugin.sync.fetch import draw_in
 from act_plugin.sync.rows import build_rows
 from act_plugin.validation import budget_count
 
@@ -185,17 +181,11 @@ def _next_step(
         spec = parse_label_config(str(project.get("label_config") or ""))
     except (ValueError, UnsupportedConfig) as exc:
         raise ReviewError(f"project {project_id}: {exc}") from None
-    fetched = fetch(gateway, project_id, None, None)  # every task, as `ls-act sync` reads it
-    raw = list(fetched.records.values())
-    try:
-        version = resolve_model_version(
-            model_version, project.get("model_version"), model_versions(raw)
-        )
-    except ValueError as exc:
-        raise ReviewError(f"project {project_id}: {exc}") from None
+    raw = gateway.list_tasks(project_id)  # every field, as `ls-act sync` reads the tasks
+    version = _model_version(model_version, project, raw)
     tasks = _act_tasks(raw, version)
     views = gateway.list_views(project_id)
-    named = fetched.draw
+    named = draw_in(views)
     context = _Context(gateway, project_id, tasks, views, len(raw) - len(tasks), on_progress,
                        _score_note(project, version))  # fmt: skip
 
@@ -207,9 +197,8 @@ def _next_step(
         total = _total_budget(budget, len(tasks), project_id)
         plan = {"series": uuid.uuid4().hex, "rounds": int(rounds), "total_budget": total,
                 "target": target, "confidence": float(confidence)}  # fmt: skip
-        params = DrawParams(params.rule, params.budget, params.floor, params.beta, params.seed,
-                            version)  # fmt: skip
-        return _draw_round(context, plan, 1, params, None, earlier=[])
+        return _draw_round(context, plan, 1, replace(params, model_version=version), None,
+                           earlier=[])  # fmt: skip
 
     rows, _ = build_rows(raw, spec, model_version=version, draw=named, bot_users=bot_users)
     return _after_round(context, series, rows, version)
@@ -268,9 +257,8 @@ def _draw_round(
     pool = [t for t in context.tasks if t.task_id not in drawn_before]
     if not pool:
         raise ReviewError(f"project {context.project_id}: every task was drawn already")
-    round_params = DrawParams(params.rule, _round_budget(plan, len(pool)), params.floor,
-                              params.beta, _round_seed(params.seed, number),
-                              params.model_version)  # fmt: skip
+    round_params = replace(params, budget=_round_budget(plan, len(pool)),
+                           seed=_round_seed(params.seed, number))  # fmt: skip
     facts = {**plan, "round": number, "calibration": list(calibration) if calibration else None}
     draw = _write_draw(
         context.gateway, context.project_id, pool, round_params, context.views,
@@ -343,7 +331,7 @@ def _finish(context: _Context, existing: Any, named: Mapping[str, Any] | None) -
     return RoundStatus(
         state="drawn", round=number, rounds=int(facts["rounds"]), series=facts["series"],
         pending=draw.drawn, draw=draw, certificate=None,
-        total_budget=float(facts["total_budget"]), spent=float("nan"),
+        total_budget=float(facts["total_budget"]), spent=_spent(earlier) + draw.expected,
         message=f"finished writing the interrupted round {number}: {draw.drawn} tasks to review",
     )  # fmt: skip
 

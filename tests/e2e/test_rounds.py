@@ -176,9 +176,9 @@ def test_an_interrupted_round_is_finished_by_the_next_run(
     options = dict(budget=0.5, rounds=2, seed=13)
     review_in_rounds(ls_client, project_id, **options)
     review_drawn(ls_client, http, project_id, wrong)
-    # project, task list, the views twice, then 2 record writes of round 2 succeed
+    # project, task list, views, then 2 record writes of round 2 succeed
     with (
-        FaultyProxy(label_studio.url, fail_after=4 + 2) as proxy,
+        FaultyProxy(label_studio.url, fail_after=3 + 2) as proxy,
         pytest.raises(ReviewError, match=r"\(2 of \d+ written\).*again"),
     ):
         review_in_rounds(client_at(proxy.url, label_studio.token), project_id, **options)

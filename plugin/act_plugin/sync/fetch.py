@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ __all__ = [
     "FINGERPRINT_FIELDS",
     "STATE_FILE",
     "Fetched",
+    "draw_in",
     "fetch",
     "load_state",
     "state_of",
@@ -70,7 +71,12 @@ def fetch(
 
 def named_draw(gateway: Gateway, project_id: int) -> dict[str, Any] | None:
     """The draw record of the project's review view (:func:`draw_record_of`), or None."""
-    for view in gateway.list_views(project_id):
+    return draw_in(gateway.list_views(project_id))
+
+
+def draw_in(views: Iterable[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """The draw record of the review view among ``views``, or None."""
+    for view in views:
         record = draw_record_of(view)
         if record is not None:
             return record
