@@ -17,6 +17,11 @@ N items. ŷ_i machine label, y_i human label (known only where reviewed).
 B human budget = expected number of reviewed items.
 π_i = P(δ_i = 1) inclusion probability; δ_i ∈ {0, 1} "item i was reviewed".
 λ ∈ [0, 1] power-tuning factor on the machine terms (as in PPI++); λ = 1 is the paper's loss.
+  It may differ per item (λ_i, an array): the estimate stays unbiased for any λ_i that does not
+  depend on δ_i, e.g. fixed before the draw, or computed from the other rows' reviews only
+  (Poisson sampling draws δ_i independently: :func:`cross_fitted_probabilities`), since then
+  E[λ_i ℓᵐ_i + (ℓ_i − λ_i ℓᵐ_i) δ_i/π_i | λ_i] = ℓ_i. λ_i ≈ 1 − P(ŷ_i wrong) down-weights the
+  machine labels that look wrong (:func:`soft_lambda`).
 
 The ACT estimate of any per-item quantity's full-human mean (1/N) Σ ℓ_i is
 
@@ -68,6 +73,7 @@ __all__ = [
     "act_weights",
     "auroc",
     "calibrate_suspicion",
+    "check_lams",
     "cross_fitted_probabilities",
     "draw_review",
     "error_count_estimate",
@@ -78,6 +84,7 @@ __all__ = [
     "precision_at",
     "recall_at_fraction",
     "roc_points",
+    "soft_lambda",
     "weighted_auroc",
 ]
 
@@ -356,8 +363,37 @@ def _inverse_weight(delta: np.ndarray, pi: np.ndarray) -> np.ndarray:
     return np.divide(1.0, pi, out=np.zeros_like(pi), where=delta)
 
 
+#: λ: one number for every item, or one per item (an array of shape (N,)).
+Lam = float | npt.ArrayLike
+
+
+def check_lams(lam: object, n: int) -> float | np.ndarray:
+    """λ validated: a float in [0, 1] stays a float; anything else must be N values in [0, 1].
+
+    >>> check_lams(0.5, 3), check_lams([1.0, 0.25, 0.0], 3).tolist()
+    (0.5, [1.0, 0.25, 0.0])
+    """
+    if np.ndim(lam) == 0:  # type: ignore[arg-type]
+        return check_lam(lam)
+    return as_unit(lam, "lam", n=n)  # type: ignore[arg-type]
+
+
+def soft_lambda(wrong_probability: npt.ArrayLike) -> np.ndarray:
+    """λ_i = 1 − p_i: the machine label's weight is the probability that it is right.
+
+    ``wrong_probability`` is p_i ≈ P(ŷ_i wrong), in [0, 1]: a calibrated critic
+    (:func:`cross_fitted_probabilities` in one draw; in a review in rounds, the calibration
+    fitted on the earlier rounds) or the raw suspicion ε̂. Unbiased as λ of the ACT loss as long
+    as p_i does not depend on δ_i (module docstring).
+
+    >>> soft_lambda([0.0, 0.25, 1.0]).tolist()
+    [1.0, 0.75, 0.0]
+    """
+    return 1.0 - as_unit(wrong_probability, "wrong_probability")
+
+
 def act_weights(
-    delta: npt.ArrayLike, pi: npt.ArrayLike, *, lam: float = 1.0
+    delta: npt.ArrayLike, pi: npt.ArrayLike, *, lam: Lam = 1.0
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per-item weights of the machine-label row and the human-label row of the ACT loss.
 
@@ -373,8 +409,9 @@ def act_weights(
         δ, whether item i was reviewed.
     pi : array-like of shape (N,)
         π, the probabilities δ was drawn with.
-    lam : float in [0, 1]
-        λ, the power-tuning factor on machine terms (1 = the paper's loss).
+    lam : float in [0, 1], or array-like of shape (N,) with values in [0, 1]
+        λ, the power-tuning factor on machine terms (1 = the paper's loss), one for all items
+        or one per item (λ_i; unbiased if λ_i does not depend on δ_i, module docstring).
 
     Returns
     -------
@@ -387,13 +424,15 @@ def act_weights(
     >>> w_m, w_h = act_weights([1, 0, 1], [0.5, 0.0, 1.0])
     >>> w_m, w_h
     (array([-1.,  1.,  0.]), array([2., 0., 1.]))
+    >>> act_weights([1, 0, 1], [0.5, 0.0, 1.0], lam=[0.5, 0.25, 1.0])[0]
+    array([-0.5 ,  0.25,  0.  ])
     """
     delta_array, pi_array = as_review(delta, pi)
-    return _compute_weights(delta_array, pi_array, check_lam(lam))
+    return _compute_weights(delta_array, pi_array, check_lams(lam, pi_array.size))
 
 
 def _compute_weights(
-    delta: np.ndarray, pi: np.ndarray, lam: float
+    delta: np.ndarray, pi: np.ndarray, lam: float | np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     w_human = _inverse_weight(delta, pi)
     return lam * (1.0 - w_human), w_human
@@ -405,7 +444,7 @@ def act_loss_estimate(
     delta: npt.ArrayLike,
     pi: npt.ArrayLike,
     *,
-    lam: float = 1.0,
+    lam: Lam = 1.0,
 ) -> float:
     """ACT estimate of the mean full-human loss (1/N) Σ ℓ_i from machine losses and reviews.
 
@@ -424,8 +463,8 @@ def act_loss_estimate(
         (may be NaN) where δ_i = 0.
     delta, pi : array-like of shape (N,)
         Review indicators and the inclusion probabilities they were drawn with.
-    lam : float in [0, 1]
-        λ, power-tuning factor on the machine terms.
+    lam : float in [0, 1], or array-like of shape (N,) with values in [0, 1]
+        λ, power-tuning factor on the machine terms (one per item: see :func:`act_weights`).
 
     Returns
     -------
@@ -445,26 +484,36 @@ def act_loss_estimate(
     bad = delta_array & ~np.isfinite(human)
     if bad.any():
         raise ValueError(first_bad(human, bad, "human_loss", "be finite where delta is 1"))
-    return _compute_loss(machine, human, delta_array, pi_array, check_lam(lam))
+    return _compute_loss(machine, human, delta_array, pi_array, check_lams(lam, n))
 
 
 def _compute_loss(
-    machine: np.ndarray, human: np.ndarray, delta: np.ndarray, pi: np.ndarray, lam: float
+    machine: np.ndarray,
+    human: np.ndarray,
+    delta: np.ndarray,
+    pi: np.ndarray,
+    lam: float | np.ndarray,
 ) -> float:
     human_read = np.where(delta, human, 0.0)  # ℓ_i is only read where δ_i = 1 (may be NaN)
     return float(np.mean(act_terms(machine, human_read, _inverse_weight(delta, pi), lam=lam)))
 
 
 def act_terms(
-    machine_loss: ArrayT, human_loss: ArrayT, ratio: ArrayT, *, lam: float, clip: bool = False
+    machine_loss: ArrayT,
+    human_loss: ArrayT,
+    ratio: ArrayT,
+    *,
+    lam: float | ArrayT,
+    clip: bool = False,
 ) -> ArrayT:
     """Per-item terms of the ACT loss, whose mean over the N items is the loss:
 
         t_i = λ ℓᵐ_i + (ℓ_i − λ ℓᵐ_i) · δ_i / π_i,      clipped: max(0, t_i).
 
     Plain arithmetic, so it runs on NumPy arrays and on torch tensors (keeping autograd) alike;
-    nothing is validated. ``ratio`` is δ_i/π_i with 0 where δ_i = 0, and ``human_loss`` must be
-    finite everywhere (fill unreviewed items with any finite loss: it is multiplied by 0).
+    nothing is validated. ``ratio`` is δ_i/π_i with 0 where δ_i = 0, ``lam`` one λ or one λ_i per
+    item (the same shape as the losses), and ``human_loss`` must be finite everywhere (fill
+    unreviewed items with any finite loss: it is multiplied by 0).
 
     The plain terms give the unbiased estimate of :func:`act_loss_estimate`, but a reviewed item
     with π_i < 1 whose human label disagrees makes t_i unbounded below as ℓᵐ_i grows. Clipping

@@ -55,12 +55,14 @@ import numpy.typing as npt
 from act_plugin.act_math import (
     CROSS_FIT_FOLDS,
     ErrorCount,
+    Lam,
     _assisted_parts,
     _bounds,
     _ht_parts,
     _Parts,
+    check_lams,
 )
-from act_plugin.validation import as_indicator, as_review, as_unit, check_lam, check_real
+from act_plugin.validation import as_indicator, as_review, as_unit, check_real
 
 __all__ = [
     "Certificate",
@@ -230,13 +232,15 @@ def sequential_error_count(
 
 
 def sequential_weights(
-    pis: Sequence[npt.ArrayLike], deltas: Sequence[npt.ArrayLike], *, lam: float = 1.0
+    pis: Sequence[npt.ArrayLike], deltas: Sequence[npt.ArrayLike], *, lam: Lam = 1.0
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per-row ACT weights (machine row, human row) of the combined estimate of a review in
     rounds.
 
     A row drawn in round s: λ(Σ_{r≤s} w_r − w_s/π_s) and w_s/π_s + Σ_{r>s} w_r; a row never
-    drawn: λ and 0 (module docstring). One round gives ``act_math.act_weights``.
+    drawn: λ and 0 (module docstring). One round gives ``act_math.act_weights``. ``lam`` may
+    be one λ_i per row; unbiased if λ_i is fixed before round 1 (every round's estimate uses
+    it).
 
     >>> machine, human = sequential_weights(
     ...     [[0.5, 0.5, 0.0], [0.0, 0.5, 0.5]], [[1, 0, 0], [0, 0, 1]]
@@ -245,21 +249,21 @@ def sequential_weights(
     ([-0.5, 1.0, 0.0], [1.5, 0.0, 1.0])
     """
     pi, delta = _rounds(pis, deltas)
-    lam_value = check_lam(lam)
+    lam_value = np.broadcast_to(check_lams(lam, pi.shape[1]), pi.shape[1])
     shares = round_shares(pi)
     upto = np.cumsum(shares)
-    machine = np.full(pi.shape[1], lam_value)
+    machine = lam_value.astype(float)
     human = np.zeros(pi.shape[1])
     for r, (pi_r, delta_r) in enumerate(zip(pi, delta, strict=True)):
         drawn = delta_r.astype(bool)
         inverse = shares[r] / pi_r[drawn]
-        machine[drawn] = lam_value * (upto[r] - inverse)
+        machine[drawn] = lam_value[drawn] * (upto[r] - inverse)
         human[drawn] = inverse + (1.0 - upto[r])
     return machine, human
 
 
 def last_round_weights(
-    pis: Sequence[npt.ArrayLike], deltas: Sequence[npt.ArrayLike], *, lam: float = 1.0
+    pis: Sequence[npt.ArrayLike], deltas: Sequence[npt.ArrayLike], *, lam: Lam = 1.0
 ) -> tuple[np.ndarray, np.ndarray]:
     """Per-row training weights (machine row, human row) of a review in rounds: the ACT loss
     of the last round, L̂_R = Σ_{reviewed before R} ℓ + Σ_{U_R} [λℓᵐ + (ℓ − λℓᵐ) δ_R/π_R].
@@ -271,6 +275,10 @@ def last_round_weights(
     found in a late round keep most of their machine label's weight. With one round they are
     ``act_math.act_weights``.
 
+    ``lam`` may be one λ_i per row: the last round's loss stays unbiased for any λ_i fixed
+    given rounds 1 … R − 1 (e.g. 1 − the critic calibrated on their reviews,
+    ``act_math.soft_lambda``), as E[L̂_R | rounds 1 … R − 1] is then still the full-human loss.
+
     >>> machine, human = last_round_weights(
     ...     [[0.5, 0.5, 0.0], [0.0, 0.5, 0.5]], [[1, 0, 0], [0, 0, 1]]
     ... )
@@ -278,7 +286,7 @@ def last_round_weights(
     ([0.0, 1.0, -1.0], [1.0, 0.0, 2.0])
     """
     pi, delta = _rounds(pis, deltas, budgets=False)  # only the drawn rows' π is read
-    lam_value = check_lam(lam)
+    lam_value = check_lams(lam, pi.shape[1])
     earlier = delta[:-1].any(axis=0)
     last = delta[-1].astype(bool)
     inverse = np.divide(1.0, pi[-1], out=np.zeros(pi.shape[1]), where=last)

@@ -13,9 +13,11 @@ import pytest
 
 from act_plugin.act_math import (
     act_weights,
+    calibrate_suspicion,
     draw_review,
     error_count_estimate,
     inclusion_probabilities,
+    soft_lambda,
 )
 from act_plugin.sequential import (
     certificate,
@@ -268,6 +270,68 @@ def test_last_round_weights_are_exactly_unbiased() -> None:
         assert (machine[first] == 0.0).all() and (human[first] == 1.0).all()
         mean += p * float((machine * _MACHINE_LOSS + human * _HUMAN_LOSS).sum())
     assert mean == pytest.approx(truth, abs=1e-12)
+
+
+_SCORE = np.array([0.8, 0.3, 0.6, 0.2])  # a critic's suspicion of the four rows
+
+
+def _lam_after_round_one(d1: np.ndarray) -> np.ndarray:
+    """λ_i = 1 − the critic calibrated on round 1's reviews (weights 1/π₁): fixed given round 1,
+    as in the harness's ``ours_rounds_soft``."""
+    if not d1.any():
+        return soft_lambda(_SCORE)
+    fitted = calibrate_suspicion(_SCORE[d1], _WRONG[d1], 1.0 / _PI1[d1])
+    return soft_lambda(fitted(_SCORE))
+
+
+def _expected_last_round_loss(lam_of: object) -> float:
+    mean = 0.0
+    for p, pis, deltas in _outcomes():
+        machine, human = last_round_weights(pis, deltas, lam=lam_of(deltas))  # type: ignore[operator]
+        mean += p * float((machine * _MACHINE_LOSS + human * _HUMAN_LOSS).sum())
+    return mean
+
+
+def test_last_round_weights_with_lambda_from_the_earlier_rounds_are_exactly_unbiased() -> None:
+    lams = {tuple(_lam_after_round_one(d[0]).round(9)) for _, _, d in _outcomes()}
+    assert len(lams) > 2  # λ depends on what round 1 found
+    mean = _expected_last_round_loss(lambda deltas: _lam_after_round_one(deltas[0]))
+    assert mean == pytest.approx(float(_HUMAN_LOSS.sum()), abs=1e-12)
+
+
+def test_last_round_lambda_that_reads_the_last_draw_is_biased() -> None:
+    """The test can fail: λ_i calibrated on every review, the last round's included."""
+
+    def peeking(deltas: list[np.ndarray]) -> np.ndarray:
+        seen = deltas[0] | deltas[1]
+        if not seen.any():
+            return soft_lambda(_SCORE)
+        fitted = calibrate_suspicion(_SCORE[seen], _WRONG[seen], np.ones(int(seen.sum())))
+        return soft_lambda(fitted(_SCORE))
+
+    assert abs(_expected_last_round_loss(peeking) - float(_HUMAN_LOSS.sum())) > 0.01
+    # and plainly: λ_i = 1 − δ_R,i / 2 adds E[Σ_{U_R} ℓᵐ_i (1 − π_R,i) / 2] (rows with π_R < 1)
+    own = _expected_last_round_loss(lambda deltas: 1.0 - 0.5 * deltas[1])
+    extra = sum(
+        p * float((0.5 * _MACHINE_LOSS * (1.0 - pis[1]) * (pis[1] > 0.0)).sum())
+        for p, pis, _ in _outcomes()
+    )
+    assert own == pytest.approx(float(_HUMAN_LOSS.sum()) + extra, abs=1e-12) and extra > 0.1
+
+
+def test_sequential_weights_with_a_fixed_per_row_lambda_are_exactly_unbiased() -> None:
+    lam = np.array([0.3, 0.9, 0.5, _LAM])  # row 3 (π₁ = 0) keeps ℓ₃ = λ₃ℓᵐ₃
+    mean = 0.0
+    for p, pis, deltas in _outcomes():
+        machine, human = sequential_weights(pis, deltas, lam=lam)
+        scalar = sequential_weights(pis, deltas, lam=_LAM)
+        assert np.array_equal(human, scalar[1])
+        mean += p * float((machine * _MACHINE_LOSS + human * _HUMAN_LOSS).sum())
+    assert mean == pytest.approx(float(_HUMAN_LOSS.sum()), abs=1e-12)
+    with pytest.raises(ValueError, match="lam must have length 4"):
+        sequential_weights([_PI1], [np.zeros(4, dtype=bool)], lam=[0.5, 0.5])
+    with pytest.raises(ValueError, match="lam must lie in"):
+        last_round_weights([_PI1], [np.zeros(4, dtype=bool)], lam=[0.5, 0.5, 2.0, 0.5])
 
 
 def test_one_round_last_round_weights_equal_act_weights() -> None:

@@ -45,7 +45,11 @@ BASELINES: tuple[str, ...] = ("full_human", "full_machine")
 #: every row weight 1 (no correction); ``ours_rounds``: the budget in ``rounds`` rounds with
 #: ``rounds_rule`` and the floor ``rounds_floor``, the critic re-scored and recalibrated after
 #: each round (``methods.rounds_review``), trained with ``sequential_weights``;
-#: ``ours_rounds_last``: the same review, trained on the last round's ACT loss alone.
+#: ``ours_rounds_last``: the same review, trained on the last round's ACT loss alone;
+#: ``ours_soft`` / ``ours_soft_raw``: the review of ``ours_thresholded`` with per-row
+#: λ_i = 1 − the critic calibrated by cross-fitting / 1 − ε̂; ``ours_rounds_soft`` /
+#: ``ours_rounds_soft_raw``: ``ours_rounds_last`` with λ_i = 1 − the suspicion of the last
+#: round, calibrated on the earlier rounds / raw (``methods.soft_plan``).
 METHODS: tuple[str, ...] = (
     *BASELINES,
     "normalized",
@@ -57,6 +61,10 @@ METHODS: tuple[str, ...] = (
     "top_b",
     "ours_rounds",
     "ours_rounds_last",
+    "ours_soft",
+    "ours_soft_raw",
+    "ours_rounds_soft",
+    "ours_rounds_soft_raw",
 )
 #: ``endpoint``: the suspicion of the critic configured in the backend settings (an LLM), only
 #: for data sets whose annotator is ``endpoint``.

@@ -24,24 +24,63 @@ Every method is expressed as (δ, π) for the ACT loss L = (1/N) Σ [λℓᵐ + 
   alone: rows reviewed before the last round count as known (π = 1, human label, weight 1), the
   last round's draw carries the correction, λ(1 − δ/π_R) and δ/π_R. Unbiased too, since
   E[L_R | rounds 1 … R − 1] is the full-human loss whatever the earlier rounds did.
+
+Per-row λ (issue 10): the loss L = (1/N) Σ [λ_iℓᵐ_i + (ℓ_i − λ_iℓᵐ_i) δ_i/π_i] stays unbiased for
+any λ_i that does not depend on δ_i; λ_i = 1 − p_i (``act_math.soft_lambda``, p_i ≈ P(ŷ_i wrong))
+down-weights the suspicious machine labels left unreviewed and shrinks the negative weight
+λ_i(1 − 1/π_i) of reviewed rows (:data:`SOFT_METHODS`, ``ReviewPlan.lam``):
+
+- ``ours_soft``: the review of ``ours_thresholded`` (the same draws), p_i the critic calibrated
+  by cross-fitting on the reviewed rows weighted 1/π (``act_math.cross_fitted_probabilities``:
+  p_i is fitted on the other folds, so it never reads δ_i); ``ours_soft_raw``: p_i = ε̂_i.
+- ``ours_rounds_soft``: the review of ``ours_rounds`` (the same draws), the last-round loss with
+  p_i the suspicion the last round's π came from (re-scored and calibrated on rounds 1 … R − 1,
+  so fixed given them); ``ours_rounds_soft_raw``: that re-scored suspicion before calibration.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from numpy.typing import NDArray
 
-from act_plugin.act_math import calibrate_suspicion, draw_review, inclusion_probabilities
-from act_plugin.sequential import sequential_weights
+from act_plugin.act_math import (
+    calibrate_suspicion,
+    cross_fitted_probabilities,
+    draw_review,
+    inclusion_probabilities,
+    soft_lambda,
+)
+from act_plugin.sequential import last_round_weights, sequential_weights
 
-__all__ = ["PAPER_RULES", "ROUND_METHODS", "ReviewPlan", "review_plan", "rounds_review"]
+__all__ = [
+    "PAPER_RULES",
+    "ROUND_METHODS",
+    "SOFT_METHODS",
+    "ReviewPlan",
+    "review_plan",
+    "rounds_review",
+    "soft_plan",
+]
 
 #: Methods that review in rounds (:func:`rounds_review`) → how their training weights combine
-#: the rounds (both share the same review draws).
-ROUND_METHODS: dict[str, str] = {"ours_rounds": "sequential", "ours_rounds_last": "last"}
+#: the rounds (all share the same review draws).
+ROUND_METHODS: dict[str, str] = {
+    "ours_rounds": "sequential",
+    "ours_rounds_last": "last",
+    "ours_rounds_soft": "last",
+    "ours_rounds_soft_raw": "last",
+}
+#: Methods with a per-row λ_i = 1 − p_i → (the method whose review they reuse, what p_i is:
+#: ``"calibrated"`` or ``"raw"`` suspicion); module docstring.
+SOFT_METHODS: dict[str, tuple[str, str]] = {
+    "ours_soft": ("ours_thresholded", "calibrated"),
+    "ours_soft_raw": ("ours_thresholded", "raw"),
+    "ours_rounds_soft": ("ours_rounds", "calibrated"),
+    "ours_rounds_soft_raw": ("ours_rounds", "raw"),
+}
 #: Re-scores the critic after a round: (reviewed mask, human labels where reviewed, −1
 #: elsewhere) → raw suspicion ε̂ of every row, before recalibration.
 Rescore = Callable[[NDArray[np.bool_], NDArray[np.int64]], NDArray[np.float64]]
@@ -63,7 +102,9 @@ class ReviewPlan:
 
     ``weight_human``, when given, replaces δ/π as the human row's weight w_h (the machine row
     then weighs λ(1 − w_h)): a review in rounds, whose weights are not those of one draw.
-    ``pis`` / ``deltas`` hold the rounds' own (π_r, δ_r) when there were rounds.
+    ``pis`` / ``deltas`` hold the rounds' own (π_r, δ_r) when there were rounds. ``lam``, when
+    given, is a per-row λ_i ∈ [0, 1] (fixed without reading δ_i) replacing the trainer's
+    constant λ; ``suspicion`` is the ε̂ the last draw's π came from (kept for :func:`soft_plan`).
     """
 
     delta: NDArray[np.bool_]
@@ -71,6 +112,9 @@ class ReviewPlan:
     weight_human: NDArray[np.float64] | None = None
     pis: tuple[NDArray[np.float64], ...] = ()
     deltas: tuple[NDArray[np.bool_], ...] = ()
+    lam: NDArray[np.float64] | None = None
+    suspicion: NDArray[np.float64] | None = None
+    raw_suspicion: NDArray[np.float64] | None = None
 
     @property
     def human_share(self) -> float:
@@ -118,6 +162,35 @@ def review_plan(
     return ReviewPlan(draw_review(pi, seed=np.random.default_rng(seed)), pi)
 
 
+def soft_plan(
+    plan: ReviewPlan,
+    source: str,
+    *,
+    suspicion: NDArray[np.float64],
+    wrong: NDArray[np.bool_],
+) -> ReviewPlan:
+    """The same review with per-row λ_i = 1 − p_i (``act_math.soft_lambda``).
+
+    ``source="calibrated"``: p_i is ``cross_fitted_probabilities`` of ``suspicion`` fitted on
+    the plan's reviewed rows (weights 1/π) for one draw, or, for a review in rounds, the
+    suspicion the last round's π came from (``plan.suspicion``: calibrated on rounds
+    1 … R − 1). ``"raw"``: p_i = ``suspicion`` for one draw, the last round's re-scored raw
+    suspicion (``plan.raw_suspicion``) in rounds. ``wrong`` (1(ŷ_i ≠ y_i)) is read only where
+    δ = 1, so λ_i never depends on δ_i.
+    """
+    if source not in ("calibrated", "raw"):
+        raise ValueError(f"source must be 'calibrated' or 'raw'; got {source!r}")
+    if plan.pis:  # a review in rounds: what the last round's π was computed from
+        chosen = plan.suspicion if source == "calibrated" else plan.raw_suspicion
+        assert chosen is not None
+        p = chosen
+    elif source == "calibrated":
+        p = cross_fitted_probabilities(suspicion, wrong, plan.delta, plan.pi)
+    else:
+        p = suspicion
+    return replace(plan, lam=soft_lambda(p))
+
+
 def rounds_review(
     suspicion: NDArray[np.float64],
     budget: float,
@@ -149,7 +222,9 @@ def rounds_review(
     drawn: its π in the last round), and the training weights: ``weights="sequential"``, those
     of ``sequential.sequential_weights`` (a row drawn in round s weighs w_s/π_s + Σ_{r>s} w_r as
     human, so one found in a late round keeps much of its machine label's weight);
-    ``"last"``, the last round's ACT loss alone (module docstring).
+    ``"last"``, the last round's ACT loss alone (module docstring). The plan keeps the
+    suspicion the last round's π came from (``suspicion``, calibrated) and its raw re-scored
+    form (``raw_suspicion``), both fixed given rounds 1 … R − 1 (for :func:`soft_plan`).
     """
     if weights not in ("sequential", "last"):
         raise ValueError(f"weights must be 'sequential' or 'last'; got {weights!r}")
@@ -158,6 +233,7 @@ def rounds_review(
     per_round = total / rounds
     rng = np.random.default_rng(seed)
     eps = np.asarray(suspicion, dtype=np.float64)
+    raw = eps
     reviewed = np.zeros(n, dtype=bool)
     drawn_pi = np.zeros(n)
     pis: list[NDArray[np.float64]] = []
@@ -190,10 +266,13 @@ def rounds_review(
     if weights == "sequential":
         weight_human = sequential_weights(pis, deltas)[1]
     else:  # reviewed before the last round: known, weight 1; the last round: 1/π_R
-        known = reviewed & ~deltas[-1]
-        weight_human = np.where(
-            known, 1.0, np.divide(1.0, pis[-1], out=np.zeros(n), where=deltas[-1])
-        )
+        weight_human = last_round_weights(pis, deltas)[1]
     return ReviewPlan(
-        reviewed, pi_shown, weight_human=weight_human, pis=tuple(pis), deltas=tuple(deltas)
+        reviewed,
+        pi_shown,
+        weight_human=weight_human,
+        pis=tuple(pis),
+        deltas=tuple(deltas),
+        suspicion=eps,
+        raw_suspicion=raw,
     )

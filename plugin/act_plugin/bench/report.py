@@ -30,6 +30,10 @@ METHOD_NAMES = {
     "top_b": "top-B, no correction",
     "ours_rounds": "ours: rounds, critic updated (sequential weights)",
     "ours_rounds_last": "ours: rounds, critic updated (last-round weights)",
+    "ours_soft": "ours: thresholded + floor, λ_i = 1 − calibrated ε̂",
+    "ours_soft_raw": "ours: thresholded + floor, λ_i = 1 − ε̂",
+    "ours_rounds_soft": "ours: rounds, last-round weights, λ_i = 1 − calibrated ε̂",
+    "ours_rounds_soft_raw": "ours: rounds, last-round weights, λ_i = 1 − ε̂",
 }
 #: Methods that count as "ACT" for the target (the paper's rules and ours).
 ACT_METHODS = (
@@ -40,6 +44,10 @@ ACT_METHODS = (
     "ours_exponential",
     "ours_rounds",
     "ours_rounds_last",
+    "ours_soft",
+    "ours_soft_raw",
+    "ours_rounds_soft",
+    "ours_rounds_soft_raw",
 )
 STABILIZER_NAMES = {
     "none": "none (raw loss, λ = 1)",

@@ -40,7 +40,14 @@ from act_plugin.bench.critics import (
     random_suspicion,
 )
 from act_plugin.bench.data import BenchData, load_data, stratified_split
-from act_plugin.bench.methods import ROUND_METHODS, ReviewPlan, review_plan, rounds_review
+from act_plugin.bench.methods import (
+    ROUND_METHODS,
+    SOFT_METHODS,
+    ReviewPlan,
+    review_plan,
+    rounds_review,
+    soft_plan,
+)
 from act_plugin.bench.train import fit_act_models
 
 if TYPE_CHECKING:
@@ -502,7 +509,12 @@ def _plan(
     pool: _Pool,
     knn: dict[str, KnnCritic],
 ) -> ReviewPlan:
-    if method in ROUND_METHODS:
+    """The review of ``method``; a per-row λ method (``SOFT_METHODS``) reuses its base
+    method's draws (the same seed) and adds λ_i (``methods.soft_plan``)."""
+    review = method
+    if method in SOFT_METHODS and method not in ROUND_METHODS:
+        review = SOFT_METHODS[method][0]
+    if review in ROUND_METHODS:
         rescore = None
         if critic == "knn":  # reviewed neighbours vote with their human labels
             if "knn" not in knn:
@@ -521,7 +533,7 @@ def _plan(
                     reference, reviewed, human_weight=config.rounds_human_weight
                 )
 
-        return rounds_review(
+        plan = rounds_review(
             suspicion[critic],
             budget,
             human=pool.pool.labels,
@@ -532,16 +544,25 @@ def _plan(
             beta=config.beta,
             seed=_seed(seed, dataset.name, critic, "ours_rounds", f"{budget:.6f}"),  # shared
             rescore=rescore,
-            weights=ROUND_METHODS[method],
+            weights=ROUND_METHODS[review],
         )
-    return review_plan(
-        method,
-        suspicion[critic],
-        budget,
-        n=n,
-        floor=config.floor,
-        beta=config.beta,
-        seed=_seed(seed, dataset.name, critic, method, f"{budget:.6f}"),
+    else:
+        plan = review_plan(
+            review,
+            suspicion[critic],
+            budget,
+            n=n,
+            floor=config.floor,
+            beta=config.beta,
+            seed=_seed(seed, dataset.name, critic, review, f"{budget:.6f}"),
+        )
+    if method not in SOFT_METHODS:
+        return plan
+    return soft_plan(
+        plan,
+        SOFT_METHODS[method][1],
+        suspicion=suspicion[critic],
+        wrong=pool.machine != pool.pool.labels,
     )
 
 

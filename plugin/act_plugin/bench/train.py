@@ -9,7 +9,8 @@ full-batch with Adam for ``epochs`` steps on
 ℓᵐ / ℓ the cross-entropy against the machine / human label. The terms are
 ``act_math.act_terms`` with w_h = δ_i/π_i computed as ``ACTLoss`` does (the same figures), or
 a plan's own human-row weights w_h (a review in rounds, ``ReviewPlan.weight_human``), the
-machine row then weighing λ(1 − w_h).
+machine row then weighing λ(1 − w_h). A plan's per-row λ_i (``ReviewPlan.lam``) replaces the
+constant λ; the ``power`` stabilizer then scales it, λ_i · ``power_lambda``.
 
 Why a stabilizer: an item reviewed with π_i < 1 whose human label y_i differs from ŷ_i adds
 λ(1 − 1/π_i) ℓᵐ_i, a negative multiple of a loss that grows without bound as the model moves
@@ -151,15 +152,18 @@ def fit_act_models(
     truth = torch.as_tensor(human, dtype=torch.long).expand(m_models, n)
     y_h = torch.where(reviewed, truth, -1)
     ratio = torch.stack([_ratio(p, torch) for p in plans])  # (M, N): w_h = δ/π
-    lam = config.power_lambda if mode == "power" else 1.0
+    lam_all: Any = config.power_lambda if mode == "power" else 1.0
+    if any(p.lam is not None for p in plans):  # per-row λ_i: (M, N), the constant elsewhere
+        per_row = np.stack([np.ones(n) if p.lam is None else p.lam for p in plans])
+        lam_all = torch.as_tensor(per_row * lam_all, dtype=torch.float32)
 
-    def terms_of(logits: Any, y_m: Any, y_h: Any, w_h: Any, lam: float, clip: bool) -> Any:
+    def terms_of(logits: Any, y_m: Any, y_h: Any, w_h: Any, lam: Any, clip: bool) -> Any:
         """``act_math.act_terms`` (the terms of ``training.ACTLoss``) with w_h = δ/π given."""
         machine_loss = F.cross_entropy(logits, y_m, reduction="none")
         human_loss = F.cross_entropy(logits, torch.where(y_h >= 0, y_h, y_m), reduction="none")
         return act_terms(machine_loss, human_loss, w_h, lam=lam, clip=clip)
 
-    def loss_fn(logits: Any, y_m: Any, y_h: Any, w_h: Any) -> Any:
+    def loss_fn(logits: Any, y_m: Any, y_h: Any, w_h: Any, lam: Any) -> Any:
         return terms_of(logits, y_m, y_h, w_h, lam, mode == "clip").mean()
 
     def raw_terms(logits: Any, y_m: Any, y_h: Any, w_h: Any) -> Any:  # λ = 1, unclipped
@@ -185,6 +189,7 @@ def fit_act_models(
 
     targets_fit = (rows(y_m, fit_idx), rows(y_h, fit_idx))
     ratio_fit = rows(ratio, fit_idx)
+    lam_fit = rows(lam_all, fit_idx) if isinstance(lam_all, torch.Tensor) else lam_all
     weight = torch.zeros(d, m_models, n_classes, requires_grad=True)
     bias = torch.zeros(m_models, n_classes, requires_grad=True)
     optimizer = torch.optim.Adam([weight, bias], lr=config.learning_rate)
@@ -196,7 +201,7 @@ def fit_act_models(
     for epoch in range(1, config.epochs + 1):
         optimizer.zero_grad()
         logits = logits_of(weight, bias, fit_idx)
-        loss = loss_fn(logits, *targets_fit, ratio_fit)
+        loss = loss_fn(logits, *targets_fit, ratio_fit, lam_fit)
         (loss + penalty * (weight * weight).sum()).backward()
         optimizer.step()
         if mode == "early_stop" and (epoch % config.eval_every == 0 or epoch == config.epochs):
