@@ -7,8 +7,10 @@ per call) on 127.0.0.1, then, on one project of N tasks per path, side by side i
   it is ready (the code before issue 13, selected here by swapping the writer); the bulk path
   writes chunks through ``POST /api/projects/{id}/import/predictions``. The lower bound is the
   LLM work alone: ceil(2 N / concurrency) × latency.
-- review: the per-task path writes a review record on every task (one PATCH each, as before);
-  the lean path writes records on the drawn tasks only (``ls-act review`` now).
+- review: the per-task path writes a review record on every task (one PATCH each, as before
+  issue 13); then, on the bulk path's project, ``ls-act review`` as it is (the drawn tasks'
+  records as ledgers: one PATCH per 2,000 drawn tasks) and, as a redraw, the first lean version
+  (one PATCH per drawn task).
 
     python benchmarks/ls_writes.py                   # 1,000 tasks, 300 ms per call, 32 in flight
     python benchmarks/ls_writes.py --tasks 200 --skip-before
@@ -134,11 +136,29 @@ def one_path(
     if per_task:
         label, drawn = "record on every task", review_every_task(client, project_id, budget, 1)
     else:
-        label = "records on drawn tasks"
+        label = f"ledgers of {review.RECORDS_PER_WRITE} drawn tasks"
         drawn = review.draw_sample(client, project_id, budget=budget, seed=1).drawn
     wall = time.perf_counter() - started
     console.print(f"review {label}: {wall:.1f} s", highlight=False)
-    return [*rows, ("review", label, wall, f"{drawn} drawn")]
+    rows.append(("review", label, wall, f"{drawn} drawn"))
+    if not per_task:
+        rows.append(review_per_drawn_task(client, project_id, budget))
+    return rows
+
+
+def review_per_drawn_task(client, project_id: int, budget: float) -> tuple[str, str, float, str]:
+    """The review writes of the first lean version: one PATCH per drawn task (a ledger of 1),
+    as a redraw of the same project (which also removes the ledger drawn before)."""
+    ledger = review.RECORDS_PER_WRITE
+    review.RECORDS_PER_WRITE = 1
+    try:
+        started = time.perf_counter()
+        drawn = review.draw_sample(client, project_id, budget=budget, seed=2, redraw=True).drawn
+        wall = time.perf_counter() - started
+    finally:
+        review.RECORDS_PER_WRITE = ledger
+    console.print(f"review record per drawn task: {wall:.1f} s", highlight=False)
+    return ("review", "record per drawn task (redraw)", wall, f"{drawn} drawn")
 
 
 def run(n_tasks: int, latency: float, budget: float, skip_before: bool) -> None:

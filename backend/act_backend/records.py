@@ -6,12 +6,16 @@
   ``mislabeling = ε̂`` and ``model_version``. Label Studio's ML backend integration stores only
   result, score and model_version of what ``/predict`` returns; :func:`suspicion_of` then reads
   ε̂ back as 1 − score.
-- **Review record** ``meta["act"]`` of a drawn task: the draw it belongs to
-  (:data:`DRAW_FIELDS`) and the task's own ``suspicion``, ``pi`` (inclusion probability) and
-  ``delta`` (1). Only drawn tasks carry one: the weights of the others do not depend on π
-  (λ for the machine label, 0 for a human one), and their π is recomputed from the draw's
-  parameters and the suspicions, checked against the draw's ``suspicion_digest``. Records
-  without ``n_drawn`` come from earlier versions, which wrote one on every task of the draw.
+- **Review record** of a drawn task: the draw it belongs to (:data:`DRAW_FIELDS`) and the
+  task's own ``suspicion``, ``pi`` (inclusion probability) and ``delta`` (1). Only drawn tasks
+  have one: the weights of the others do not depend on π (λ for the machine label, 0 for a
+  human one), and their π is recomputed from the draw's parameters and the suspicions, checked
+  against the draw's ``suspicion_digest``. The records are written as ledgers: the first of up
+  to a few thousand drawn tasks carries its record in ``meta["act"]`` with the others'
+  ``[task_id, suspicion, pi]`` under :data:`LEDGER_KEY` (Label Studio 1.23 has no bulk meta
+  write, and one PATCH costs 60–110 ms); :func:`review_records` gives every task its record.
+  Earlier versions wrote one record per drawn task (read the same way), and before that one on
+  every task of the draw (records without ``n_drawn``).
 - **Draw record** ``data["act"]`` of the "ACT review sample" view: the :data:`DRAW_FIELDS` and
   ``task_ids``, the tasks the draw was made over as ``[first, last]`` id ranges.
 - **Review in rounds**: each round is a draw over the tasks not drawn in an earlier round. Its
@@ -29,6 +33,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime, timezone
 from typing import Any
 
 from .domain import MachineLabel
@@ -38,6 +43,7 @@ from .scoring import prediction_score
 __all__ = [
     "DEFAULT_RATIONALE_FIELD",
     "DRAW_FIELDS",
+    "LEDGER_KEY",
     "META_KEY",
     "REVIEW_VIEW_TITLE",
     "ROUND_FIELDS",
@@ -50,10 +56,12 @@ __all__ = [
     "id_ranges",
     "ids_in",
     "is_lean",
+    "ledger_record",
     "record_pi",
     "review_plan",
     "review_record",
     "review_record_of",
+    "review_records",
     "suspicion_digest",
     "suspicion_of",
     "with_review_record",
@@ -78,6 +86,10 @@ DRAW_FIELDS: tuple[str, ...] = (
 ROUND_FIELDS: tuple[str, ...] = (
     "series", "round", "rounds", "total_budget", "calibration", "target", "confidence",
 )  # fmt: skip
+#: Key of a drawn task's review record that holds the records of the drawn tasks written with
+#: it, as ``[task_id, suspicion, pi]`` (a ledger): a draw is then a few writes, not one per task.
+LEDGER_KEY = "drawn"
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 #: Title of the Data Manager view that holds the drawn tasks (and the draw record).
 REVIEW_VIEW_TITLE = "ACT review sample"
 _SCORE_DIGITS = 6
@@ -198,6 +210,71 @@ def review_record_of(meta: object) -> dict[str, Any] | None:
     """
     record = meta.get(META_KEY) if isinstance(meta, Mapping) else None
     return record if isinstance(record, dict) and isinstance(record.get("draw_id"), str) else None
+
+
+def ledger_record(
+    draw: Mapping[str, Any], entries: Sequence[tuple[int, float, float]]
+) -> dict[str, Any]:
+    """The review record of the first of ``entries`` (drawn tasks of ``draw`` as
+    ``(task_id, suspicion, pi)``, sorted by id), holding all of them under :data:`LEDGER_KEY`.
+
+    >>> draw = dict.fromkeys(DRAW_FIELDS, 0) | {"draw_id": "d"}
+    >>> ledger_record(draw, [(3, 0.5, 0.25), (7, 0.9, 1.0)])[LEDGER_KEY]
+    [[3, 0.5, 0.25], [7, 0.9, 1.0]]
+    """
+    _, suspicion, pi = entries[0]
+    record = review_record(draw, suspicion=suspicion, pi=pi, delta=True)
+    record[LEDGER_KEY] = [[int(t), float(s), float(p)] for t, s, p in entries]
+    return record
+
+
+def review_records(metas: Mapping[int, object]) -> dict[int, dict[str, Any]]:
+    """Task id → its review record, from the tasks' ``meta`` by task id: the record a task
+    carries, or the one a ledger on another task of the draw holds for it (the newest draw's,
+    by ``drawn_at``, when a task has several). Records come without the ledger itself; ledger
+    entries that are not ``[id, suspicion, pi]`` are left out (the draw then misses them).
+
+    >>> draw = dict.fromkeys(DRAW_FIELDS, 0) | {"draw_id": "d", "drawn_at": "2026-01-01"}
+    >>> metas = {3: {META_KEY: ledger_record(draw, [(3, 0.5, 0.25), (7, 0.9, 1.0)])}, 7: {}}
+    >>> {t: r["pi"] for t, r in review_records(metas).items()}
+    {3: 0.25, 7: 1.0}
+    """
+    found: dict[int, dict[str, Any]] = {}
+
+    def keep(task_id: int, record: dict[str, Any]) -> None:
+        held = found.get(task_id)
+        if held is None or _drawn_at(record) > _drawn_at(held):
+            found[task_id] = record
+
+    for task_id, meta in metas.items():
+        record = review_record_of(meta)
+        if record is None:
+            continue
+        ledger = record.get(LEDGER_KEY)
+        own = {k: v for k, v in record.items() if k != LEDGER_KEY}
+        keep(int(task_id), own)
+        for entry in ledger if isinstance(ledger, list) else ():
+            if _is_entry(entry):
+                keep(entry[0], {**own, "suspicion": entry[1], "pi": entry[2], "delta": 1})
+    return found
+
+
+def _is_entry(entry: object) -> bool:
+    return (
+        isinstance(entry, list)
+        and len(entry) == 3
+        and type(entry[0]) is int
+        and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in entry[1:])
+    )
+
+
+def _drawn_at(record: Mapping[str, Any]) -> datetime:
+    value = record.get("drawn_at")
+    try:
+        parsed = datetime.fromisoformat(value) if isinstance(value, str) else _EPOCH
+    except ValueError:
+        return _EPOCH
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
 def with_review_record(meta: object, record: Mapping[str, Any]) -> dict[str, Any]:

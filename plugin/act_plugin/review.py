@@ -8,13 +8,15 @@ is 0 or absent (predictions made by the ML backend).
 
 Everything lives in Label Studio, so any machine sees the same draw:
 
-- each drawn task's review record ``meta["act"]`` (:mod:`act_backend.records`) = the draw's
-  fields ``{draw_id, rule, budget, floor, beta, seed, model_version, drawn_at, n_tasks, n_drawn,
-  suspicion_digest, min_pi_undrawn}`` and its own ``{suspicion, pi, delta}`` (the task's other
-  meta keys are kept). Tasks not drawn carry no record: their weights do not depend on π, and
-  their π is recomputed from the draw's parameters and the suspicions (:func:`draw_pi`),
-  checked against ``suspicion_digest``. Label Studio 1.23 has no bulk meta write, so the records
-  are written :data:`META_WRITERS` at a time, one PATCH each;
+- each drawn task's review record (:mod:`act_backend.records`) = the draw's fields
+  ``{draw_id, rule, budget, floor, beta, seed, model_version, drawn_at, n_tasks, n_drawn,
+  suspicion_digest, min_pi_undrawn}`` and its own ``{suspicion, pi, delta}``. Tasks not drawn
+  have no record: their weights do not depend on π, and their π is recomputed from the draw's
+  parameters and the suspicions (:func:`draw_pi`), checked against ``suspicion_digest``. Label
+  Studio 1.23 has no bulk meta write, so the records go in ledgers: the first of every
+  :data:`RECORDS_PER_WRITE` drawn tasks (by id) carries its record in ``meta["act"]`` with
+  ``drawn``, the ``[task_id, suspicion, pi]`` of all of them (the task's other meta keys are
+  kept): one PATCH per ledger, not per task;
 - a Data Manager view "ACT review sample" whose task set is exactly the drawn tasks (δ = 1),
   most suspicious first. Label Studio 1.23.2 applies a view's ``selected_items`` to
   ``GET /api/tasks?view=`` and to the labeling stream ``/api/projects/{id}/next?view=``
@@ -25,7 +27,7 @@ Everything lives in Label Studio, so any machine sees the same draw:
   someone edits the tab, while a draw of zero tasks has no task to carry them;
 - a view "ACT most suspicious first": all tasks by ascending prediction score.
 
-Consistency: a draw is complete when its view exists or when all its drawn tasks carry its
+Consistency: a draw is complete when its view exists or when all its drawn tasks have its
 record (draws of earlier versions, which wrote every task: all ``n_tasks``). An interrupted draw
 (some records written) is finished on the next run when its stored parameters reproduce the
 draw (same tasks and suspicions, by the digest, and the π and δ already written); otherwise it
@@ -56,8 +58,9 @@ from act_backend.records import (
     draw_record_of,
     ids_in,
     is_lean,
-    review_record,
+    ledger_record,
     review_record_of,
+    review_records,
     suspicion_digest,
     suspicion_of,
     with_review_record,
@@ -107,8 +110,13 @@ _MATCH_NOTHING: dict[str, Any] = {
 }
 _TOLERANCE = 1e-12
 _SEED_BITS = 32
-#: Review records are written this many at a time (Label Studio has no bulk meta write; 8
-#: writers took half the time of one on a 2-core machine).
+#: Drawn tasks whose review records one write stores, as a ledger on the first of them
+#: (Label Studio 1.23 has no bulk meta write, and a task PATCH costs it 60–110 ms: two queries
+#: of the full Data Manager task set and its prefetches). At about 50 bytes per task a ledger
+#: stays near 100 kB.
+RECORDS_PER_WRITE = 2000
+#: Metas are written this many at a time (8 writers took half the time of one on a 2-core
+#: machine).
 META_WRITERS = 8
 #: Tasks are read in pages of this many (fewer, larger pages are faster), with these fields only
 #: (half the time of all of them).
@@ -161,15 +169,13 @@ class ReviewDraw:
 
 @dataclass(frozen=True)
 class _Task:
-    """A task with an ACT prediction."""
+    """A task with an ACT prediction: its meta as stored, and its review record (carried, or
+    held for it by a ledger on another task: :func:`act_backend.records.review_records`)."""
 
     task_id: int
     suspicion: float
     meta: dict[str, Any]
-
-    @property
-    def act(self) -> dict[str, Any] | None:
-        return review_record_of(self.meta)
+    act: dict[str, Any] | None
 
 
 @dataclass(frozen=True)
@@ -178,7 +184,7 @@ class _Existing:
 
     draw_id: str
     first: dict[str, Any]  # the draw's facts: the view's draw record, else a task's record
-    carriers: dict[int, dict[str, Any]]  # task id → its meta["act"]
+    carriers: dict[int, dict[str, Any]]  # task id → its review record
     committed: bool  # the review view names this draw
     members: frozenset[int] | None  # the tasks the draw was made over, when the view says
 
@@ -552,6 +558,7 @@ def _model_version(
 
 
 def _act_tasks(raw: Sequence[Mapping[str, Any]], model_version: str) -> list[_Task]:
+    records = review_records({int(task["id"]): task.get("meta") for task in raw})
     tasks = []
     for task in raw:
         prediction = act_prediction(task, model_version)
@@ -562,6 +569,7 @@ def _act_tasks(raw: Sequence[Mapping[str, Any]], model_version: str) -> list[_Ta
                     task_id=int(task["id"]),
                     suspicion=suspicion_of(prediction),
                     meta=dict(meta) if isinstance(meta, dict) else {},
+                    act=records.get(int(task["id"])),
                 )
             )
     return sorted(tasks, key=lambda t: t.task_id)
@@ -588,7 +596,7 @@ def _reuse(
     first = existing.first
     drawn_ids = existing.drawn_ids
     members, pi = _members_and_pi(existing, tasks)
-    _clear_older_records(gateway, tasks, existing.draw_id, drawn_ids, None)
+    _clear_older_records(gateway, tasks, existing.draw_id, (), None)
     record = draw_record(first, members) if existing.lean and members is not None else None
     view_id = _commit_view(gateway, project_id, existing.draw_id, record, drawn_ids, views)
     suspicious_id = _ensure_suspicious_view(gateway, project_id, views)
@@ -646,10 +654,10 @@ def _write_draw(
     round_facts: Mapping[str, Any] | None = None,
     earlier: Sequence[Mapping[str, Any]] = (),
 ) -> ReviewDraw:
-    """Compute the draw, write the drawn tasks' records not in ``skip``, remove older records,
-    then commit the view. A round of a review in rounds passes its ``round_facts``
-    (:data:`act_backend.records.ROUND_FIELDS`), ``tasks`` = its pool, and the draw records of
-    the earlier rounds."""
+    """Compute the draw, write the drawn tasks' records (ledgers of :data:`RECORDS_PER_WRITE`
+    tasks) not all in ``skip``, remove older records, then commit the view. A round of a review
+    in rounds passes its ``round_facts`` (:data:`act_backend.records.ROUND_FIELDS`), ``tasks`` =
+    its pool, and the draw records of the earlier rounds."""
     facts = dict(round_facts or {})
     try:
         pi, delta = compute_draw([t.suspicion for t in tasks], params, facts.get("calibration"))
@@ -658,16 +666,18 @@ def _write_draw(
     ids, suspicions = [t.task_id for t in tasks], [t.suspicion for t in tasks]
     draw = draw_facts(params, ids, suspicions, pi, delta, draw_id=draw_id, drawn_at=drawn_at)
     draw |= facts
-    drawn = [(t, p) for t, p, d in zip(tasks, pi, delta, strict=True) if d]
+    drawn = [(t, float(p)) for t, p, d in zip(tasks, pi, delta, strict=True) if d]
+    ledgers = [drawn[i : i + RECORDS_PER_WRITE] for i in range(0, len(drawn), RECORDS_PER_WRITE)]
     todo = [
-        (t.task_id, with_review_record(t.meta, review_record(draw, suspicion=t.suspicion, pi=p,
-                                                             delta=True)))
-        for t, p in drawn
-        if t.task_id not in skip
+        (ledger[0][0].task_id, with_review_record(ledger[0][0].meta, ledger_record(
+            draw, [(t.task_id, t.suspicion, p) for t, p in ledger])))
+        for ledger in ledgers
+        if not all(t.task_id in skip for t, _ in ledger)
     ]  # fmt: skip
     _write_metas(gateway, todo, on_progress)
     drawn_ids = tuple(t.task_id for t, _ in drawn)
-    _clear_older_records(gateway, tasks, draw_id, drawn_ids, on_progress)
+    carriers = [ledger[0][0].task_id for ledger in ledgers]
+    _clear_older_records(gateway, tasks, draw_id, carriers, on_progress)
     record = draw_record(draw, [t.task_id for t in tasks], earlier)
     view_id = _commit_view(gateway, project_id, draw_id, record, drawn_ids, views)
     return ReviewDraw(
@@ -695,15 +705,18 @@ def _clear_older_records(
     gateway: Gateway,
     tasks: Sequence[_Task],
     draw_id: str,
-    drawn_ids: Sequence[int],
+    carriers: Sequence[int],
     on_progress: Progress | None,
 ) -> None:
-    """Remove the records of other draws from the tasks this draw did not draw."""
-    drawn = set(drawn_ids)
+    """Remove the records (and ledgers) of other draws from ``tasks``, except from the
+    ``carriers`` just written with this draw's ledgers (``tasks`` holds their meta before)."""
+    keep = set(carriers)
     older = [
         (t.task_id, without_review_record(t.meta))
         for t in tasks
-        if t.act is not None and t.act["draw_id"] != draw_id and t.task_id not in drawn
+        if (own := review_record_of(t.meta)) is not None
+        and own["draw_id"] != draw_id
+        and t.task_id not in keep
     ]
     _write_metas(gateway, older, on_progress)
 

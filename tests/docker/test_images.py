@@ -37,7 +37,7 @@ from act_plugin.cli import app
 from act_plugin.local_ls import free_port
 from tests.support.configs import TEXT
 from tests.support.llm import ScriptedLLM
-from tests.support.projects import client_at, read_tasks
+from tests.support.projects import client_at, read_tasks, review_records_of
 
 # The image builds happen in the first test that needs each image: on 2 busy cores the full one
 # took up to 12.5 min, beyond the suite's 600 s default (pyproject.toml).
@@ -439,8 +439,9 @@ def test_compose_stack_runs_the_act_loop_and_keeps_its_volumes(
         assert prediction["score"] == pytest.approx(1 - p)
 
     _cli("review", "--project", pid, "--budget", "2", "--seed", "3")
-    # drawn tasks carry their review record (meta["act"]); the most suspicious one is drawn
-    acts = {t["data"]["text"]: t["meta"].get("act") for t in read_tasks(ls, project).values()}
+    # drawn tasks have their review record (a ledger); the most suspicious one is drawn
+    tasks = read_tasks(ls, project)
+    acts = {tasks[t]["data"]["text"]: a for t, a in review_records_of(ls, project).items()}
     drawn = {text: act for text, act in acts.items() if act}
     assert "it was fine I guess" in drawn, acts
     assert all(act["delta"] == 1 and 0 < act["pi"] <= 1 for act in drawn.values()), drawn

@@ -13,6 +13,7 @@ import math
 import pytest
 from typer.testing import CliRunner
 
+from act_backend.records import review_records
 from act_backend.testing.openai_server import OpenAIStubServer
 from act_plugin.cli import app
 from tests.support.backend import serve_backend, settings_for
@@ -92,8 +93,9 @@ def test_setup_annotate_review_sync_report(env, ls_client, make_project, tmp_pat
         "7",
     )
     tasks = {t.data["text"]: t for t in ls_client.tasks.list(project=project_id, fields="all")}
-    # only the drawn tasks carry a review record (the others' π is recomputed by sync)
-    meta = {text: t.meta.get("act") for text, t in tasks.items()}
+    # only the drawn tasks have a review record (the others' π is recomputed by sync)
+    records = review_records({t.id: t.meta for t in tasks.values()})
+    meta = {text: records.get(t.id) for text, t in tasks.items()}
     drawn = [text for text, m in meta.items() if m]
     # π: the floor 0.2·6/16 = 0.075 for all, and the top ⌊0.8·6⌋ = 4 suspicions get π = 1
     top4 = sorted(ITEMS, key=lambda t: -ITEMS[t][2])[:4]
@@ -102,10 +104,9 @@ def test_setup_annotate_review_sync_report(env, ls_client, make_project, tmp_pat
 
     # a second review run without --redraw keeps the draw
     run_ok("review", "--project", pid, "--budget", "3", "--seed", "99")
-    again = {
-        t.data["text"]: t.meta.get("act")
-        for t in ls_client.tasks.list(project=project_id, fields="all")
-    }
+    listed = list(ls_client.tasks.list(project=project_id, fields="all"))
+    records = review_records({t.id: t.meta for t in listed})
+    again = {t.data["text"]: records.get(t.id) for t in listed}
     assert again == meta
 
     # reviewers label every drawn task with the truth; one extra task is reviewed outside the

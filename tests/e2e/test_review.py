@@ -27,6 +27,7 @@ from tests.support.projects import (
     client_at,
     ls_http,
     read_tasks,
+    review_records_of,
     task_ids,
     view_task_ids,
     write_act_predictions,
@@ -53,7 +54,7 @@ def act_project(ls_client, make_project):
 
 
 def act_metas(client, project_id):
-    return {t: task["meta"].get("act") for t, task in read_tasks(client, project_id).items()}
+    return review_records_of(client, project_id)
 
 
 def synced_rows(client, project_id, out):
@@ -87,8 +88,12 @@ def test_only_drawn_tasks_carry_a_record_and_another_client_reads_the_same_draw(
     )
     delta = np.random.default_rng(11).random(N_TASKS) < pi
     drawn = [t for t, d in zip(ids, delta, strict=True) if d]
-    acts = {t: tasks[t]["meta"].get("act") for t in ids}
-    assert [t for t in ids if acts[t]] == drawn == list(draw.task_ids)  # nobody else written
+    acts = review_records_of(ls_client, project_id)
+    assert [t for t in ids if acts[t]] == drawn == list(draw.task_ids)  # nobody else has one
+    # one write: the first drawn task carries the ledger of all of them, no other task any
+    carried = {t: tasks[t]["meta"]["act"] for t in ids if "act" in tasks[t]["meta"]}
+    assert list(carried) == drawn[:1]
+    assert [entry[0] for entry in carried[drawn[0]]["drawn"]] == drawn
     for t in drawn:
         a = acts[t]
         assert set(a) == ACT_KEYS and a["draw_id"] == draw.draw_id and a["delta"] == 1
@@ -233,13 +238,14 @@ def test_an_interrupted_draw_is_finished_and_never_mixed(
 ):
     project_id, suspicion = act_project
     monkeypatch.setattr(gateway, "RETRY_DELAYS", (0.01,))
-    # project, task list, views, then 2 record writes succeed; the next ones fail
+    monkeypatch.setattr(review, "RECORDS_PER_WRITE", 2)  # ledgers of 2 drawn tasks
+    # project, task list, views, then 2 ledger writes succeed; the next ones fail
     with FaultyProxy(label_studio.url, fail_after=3 + 2) as proxy:
         flaky = client_at(proxy.url, label_studio.token)
         with pytest.raises(ReviewError, match=r"\(2 of \d+ written\).*again"):
             draw_sample(flaky, project_id, budget=12, rule="exponential", seed=None)
     partial = {t: a for t, a in act_metas(ls_client, project_id).items() if a}
-    assert len(partial) == 2 and len({a["draw_id"] for a in partial.values()}) == 1
+    assert len(partial) == 4 and len({a["draw_id"] for a in partial.values()}) == 1
     draw_id = next(iter(partial.values()))["draw_id"]
     seed = next(iter(partial.values()))["seed"]  # the random seed was recorded
     assert not sample_views(ls_http(label_studio), project_id)  # not committed
@@ -256,6 +262,8 @@ def test_an_interrupted_draw_is_finished_and_never_mixed(
     drawn = [t for t, d in zip(ids, delta, strict=True) if d]
     assert [t for t in ids if acts[t]] == drawn == list(finished.task_ids)
     assert {acts[t]["draw_id"] for t in drawn} == {draw_id}
+    carriers = [t for t, task in read_tasks(ls_client, project_id).items() if task["meta"]]
+    assert carriers == drawn[::2]  # one ledger per 2 drawn tasks
     assert [acts[t]["pi"] for t in drawn] == pytest.approx([pi[ids.index(t)] for t in drawn])
     rows = synced_rows(ls_client, project_id, tmp_path)
     assert [rows[t]["pi"] for t in ids] == pytest.approx(list(pi), abs=1e-12)
@@ -266,6 +274,7 @@ def test_an_interrupted_draw_over_changed_tasks_is_redone(
 ):
     project_id, _ = act_project
     monkeypatch.setattr(gateway, "RETRY_DELAYS", (0.01,))
+    monkeypatch.setattr(review, "RECORDS_PER_WRITE", 1)
     with FaultyProxy(label_studio.url, fail_after=3 + 2, mode="close") as proxy:
         flaky = client_at(proxy.url, label_studio.token)
         with pytest.raises(ReviewError, match=r"\(2 of \d+ written\)"):

@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 
+from act_plugin import review
 from act_plugin.labelstudio import gateway
 from act_plugin.report import compute_report
 from act_plugin.review import REVIEW_VIEW_TITLE, ReviewError
@@ -21,7 +22,7 @@ from tests.support.projects import (
     choice,
     client_at,
     ls_http,
-    read_tasks,
+    review_records_of,
     task_ids,
     view_task_ids,
     write_act_predictions,
@@ -96,8 +97,7 @@ def test_rounds_wait_for_reviews_recalibrate_and_stop_when_certified(
     if final.state == "certified":
         assert final.certificate.lower_bound >= 0.9
     # later rounds were drawn with the critic recalibrated on the reviews before them
-    metas = [t["meta"]["act"] for t in read_tasks(ls_client, project_id).values()
-             if t["meta"].get("act")]  # fmt: skip
+    metas = [m for m in review_records_of(ls_client, project_id).values() if m]
     calibrations = {m["round"]: m["calibration"] for m in metas}
     assert calibrations[1] is None
     assert all(len(calibrations[r]) == 2 for r in calibrations if r > 1)
@@ -173,6 +173,7 @@ def test_an_interrupted_round_is_finished_by_the_next_run(
     project_id, _, wrong = round_project
     http = ls_http(label_studio)
     monkeypatch.setattr(gateway, "RETRY_DELAYS", (0.01,))
+    monkeypatch.setattr(review, "RECORDS_PER_WRITE", 1)  # a ledger per drawn task
     options = dict(budget=0.5, rounds=2, seed=13)
     review_in_rounds(ls_client, project_id, **options)
     review_drawn(ls_client, http, project_id, wrong)
@@ -207,8 +208,4 @@ def test_an_interrupted_round_is_finished_by_the_next_run(
 
 def round_metas(client, project_id):
     """Each drawn task's review record, by task id."""
-    return {
-        t: task["meta"]["act"]
-        for t, task in read_tasks(client, project_id).items()
-        if task["meta"].get("act")
-    }
+    return {t: m for t, m in review_records_of(client, project_id).items() if m}

@@ -24,6 +24,7 @@ from tests.support.projects import (
     ls_http,
     rationale,
     read_tasks,
+    review_records_of,
     task_ids,
     text_answer,
     write_act_predictions,
@@ -98,7 +99,7 @@ def test_rows_and_weights_match_an_independent_computation(
     assert [r["task_id"] for r in rows] == ids and all(list(r) == sorted(COLUMNS) for r in rows)
     assert result.problems == []
     tasks = read_tasks(ls_client, project_id)
-    metas = {t: task["meta"].get("act") for t, task in tasks.items()}
+    metas = review_records_of(ls_client, project_id)
     assert [t for t in ids if metas[t]] == list(draw.task_ids)  # only drawn tasks carry one
     eps = {t: tasks[t]["predictions"][0]["mislabeling"] for t in ids}
     params = DrawParams(**DRAW, beta=10.0, seed=draw.seed, model_version=MODEL_VERSION)

@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 from label_studio_sdk import LabelStudio
 
+from act_backend.records import review_records
 from tests.support.configs import TEXT
 
 MODEL_VERSION = "act-gpt-4o+gpt-4o-mini-cot"
@@ -57,6 +58,13 @@ def read_tasks(client: LabelStudio, project_id: int) -> dict[int, dict[str, Any]
     """Every task with meta, predictions and annotations, read through the SDK."""
     tasks = client.tasks.list(project=project_id, fields="all", page_size=100)
     return {int(t.id): t.model_dump() for t in tasks if t.id is not None}
+
+
+def review_records_of(client: LabelStudio, project_id: int) -> dict[int, dict[str, Any] | None]:
+    """Each task's review record (None without one), ledgers spread over the tasks they hold."""
+    tasks = read_tasks(client, project_id)
+    records = review_records({t: task.get("meta") for t, task in tasks.items()})
+    return {t: records.get(t) for t in tasks}
 
 
 def write_act_predictions(

@@ -17,9 +17,11 @@ from act_backend.records import (
     id_ranges,
     ids_in,
     is_lean,
+    ledger_record,
     record_pi,
     review_record,
     review_record_of,
+    review_records,
     suspicion_digest,
     suspicion_of,
     with_review_record,
@@ -92,6 +94,38 @@ def test_a_review_record_reads_back_from_the_task_meta():
     assert {k: read[k] for k in DRAW_FIELDS} == DRAW
     assert (read["suspicion"], read["pi"], read["delta"]) == (0.4, 0.25, 1)
     assert record_pi(read) == 0.25
+
+
+def test_a_ledger_gives_each_drawn_task_the_record_it_would_carry():
+    entries = [(3, 0.4, 0.25), (8, 0.9, 1.0), (11, 0.1, 0.05)]
+    carrier = with_review_record({"source": "x"}, ledger_record(DRAW, entries))
+    records = review_records({3: carrier, 5: {}, 8: None, 11: {"source": "y"}})
+
+    assert sorted(records) == [3, 8, 11]  # task 5 was not drawn
+    for task_id, suspicion, pi in entries:
+        alone = review_record(DRAW, suspicion=suspicion, pi=pi, delta=True)
+        assert records[task_id] == alone  # the ledger itself is not part of any record
+
+
+def test_a_task_gets_the_record_of_the_newest_draw_that_holds_it():
+    older = review_record(DRAW, suspicion=0.4, pi=0.5, delta=True)  # one record per task
+    newer = {**DRAW, "draw_id": "d2", "drawn_at": "2026-01-02T00:00:00+00:00"}
+    ledger = ledger_record(newer, [(2, 0.7, 0.3), (4, 0.4, 0.6)])
+    records = review_records({2: {META_KEY: ledger}, 4: {META_KEY: older}, 6: {META_KEY: older}})
+
+    assert records[4]["draw_id"] == "d2" and records[4]["pi"] == 0.6  # the ledger is newer
+    assert records[6] == older  # not in the newer draw: keeps its own
+    stale = ledger_record({**newer, "drawn_at": "2025-12-31T00:00:00+00:00"}, [(2, 0.7, 0.3)])
+    swapped = review_records({2: {META_KEY: stale}, 4: {META_KEY: older}})
+    assert swapped[4] == older
+
+
+def test_malformed_ledger_entries_are_left_out():
+    ledger = ledger_record(DRAW, [(1, 0.5, 0.5)])
+    ledger["drawn"] += [[2, 0.5], ["3", 0.5, 0.5], [4, True, 0.5], [5, 0.5, None], "6", [7, 0, 1]]
+    assert sorted(review_records({1: {META_KEY: ledger}})) == [1, 7]
+    ledger["drawn"] = "all"
+    assert sorted(review_records({1: {META_KEY: ledger}})) == [1]
 
 
 def test_invalid_review_records_are_rejected():

@@ -19,7 +19,7 @@ from act_backend.records import (
     ids_in,
     is_lean,
     record_pi,
-    review_record_of,
+    review_records,
     suspicion_of,
 )
 from act_plugin.act_math import act_weights
@@ -107,11 +107,12 @@ def build_rows(
     bots = {int(b) for b in bot_users}
     acts = [(t, p) for t in tasks if (p := act_prediction(t, model_version)) is not None]
     acts.sort(key=lambda item: int(item[0]["id"]))
-    current = _current_draw(acts, draw)
+    records = review_records({int(t["id"]): t.get("meta") for t, _ in acts})
+    current = _current_draw(acts, draw, records)
     rows: list[dict[str, Any]] = []
     problems: list[Problem] = []
     for task, prediction in acts:
-        row, reasons = _row(task, prediction, spec, current, bots)
+        row, reasons = _row(task, prediction, spec, current, bots, records.get(int(task["id"])))
         rows.append(row)
         problems.extend(Problem(row["task_id"], r) for r in reasons)
     problems.extend(_draw_problems(rows, current, model_version))
@@ -122,15 +123,16 @@ def build_rows(
 
 
 def _current_draw(
-    acts: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]], named: Mapping[str, Any] | None
+    acts: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]],
+    named: Mapping[str, Any] | None,
+    records: Mapping[int, Mapping[str, Any]],
 ) -> _Draw | None:
-    """The draw the review view names, else the newest the tasks carry (ties: the most
-    carriers), with the π of its tasks recomputed when it wrote drawn tasks only."""
-    carriers: dict[str, list[dict[str, Any]]] = {}
-    for task, _ in acts:
-        act = review_record_of(task.get("meta"))
-        if act is not None:
-            carriers.setdefault(act["draw_id"], []).append(act)
+    """The draw the review view names, else the newest the tasks' ``records`` hold (ties: the
+    most records), with the π of its tasks recomputed when it wrote drawn tasks only."""
+    carriers: dict[str, list[Mapping[str, Any]]] = {}
+    for task_id in sorted(records):
+        act = records[task_id]
+        carriers.setdefault(act["draw_id"], []).append(act)
     has_facts = named is not None and "n_tasks" in named
     if named is not None and (has_facts or named["draw_id"] in carriers):
         draw_id = named["draw_id"]
@@ -155,12 +157,14 @@ def _current_draw(
         drawn_carriers=sum(a.get("delta") == 1 for a in mine),
         members=frozenset(members) if members is not None else None,
         pi=draw_pi(record, pairs) if is_lean(record) else None,
-        rounds=_series_rounds(acts, record) if record.get("series") else (),
+        rounds=_series_rounds(acts, record, records) if record.get("series") else (),
     )
 
 
 def _series_rounds(
-    acts: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]], record: Mapping[str, Any]
+    acts: Sequence[tuple[Mapping[str, Any], Mapping[str, Any]]],
+    record: Mapping[str, Any],
+    records: Mapping[int, Mapping[str, Any]],
 ) -> tuple[_Round, ...]:
     """Every round of the current draw's series, in order; () when one cannot be found.
 
@@ -173,12 +177,12 @@ def _series_rounds(
     for earlier in record.get("earlier_rounds") or []:
         if isinstance(earlier, dict) and isinstance(earlier.get("round"), int):
             facts[earlier["round"]] = earlier
-    for task, _ in acts:
-        act = review_record_of(task.get("meta"))
-        if act is not None and act.get("series") == series and isinstance(act.get("round"), int):
+    for task_id in sorted(records):
+        act = records[task_id]
+        if act.get("series") == series and isinstance(act.get("round"), int):
             facts.setdefault(act["round"], act)
             if act.get("delta") == 1:
-                drawn.setdefault(act["draw_id"], set()).add(int(task["id"]))
+                drawn.setdefault(act["draw_id"], set()).add(task_id)
     facts[int(record["round"])] = record
     if sorted(facts) != list(range(1, len(facts) + 1)):
         return ()
@@ -202,8 +206,10 @@ def _row(
     spec: LabelingSpec,
     current: _Draw | None,
     bots: set[int],
+    act: Mapping[str, Any] | None,
 ) -> tuple[dict[str, Any], list[str]]:
-    """One row (without weights) and the reasons it is a problem."""
+    """One row (without weights) and the reasons it is a problem; ``act`` is the task's
+    review record."""
     task_id = int(task["id"])
     reasons: list[str] = []
     machine = answer_labels(prediction.get("result"), spec)
@@ -218,7 +224,7 @@ def _row(
             reasons.append(f"annotation {annotation.get('id')}: label {human!r} {human_error}")
     reviewed = annotation is not None and not reasons
 
-    pi, in_sample, in_draw, reason = _draw_pi(task_id, review_record_of(task.get("meta")), current)
+    pi, in_sample, in_draw, reason = _draw_pi(task_id, act, current)
     reasons.extend([reason] if reason else [])
     outside = reviewed and not in_sample
     chosen = annotation if reviewed and annotation is not None else {}
