@@ -378,18 +378,21 @@ def check_lams(lam: object, n: int) -> float | np.ndarray:
     return as_unit(lam, "lam", n=n)  # type: ignore[arg-type]
 
 
-def soft_lambda(wrong_probability: npt.ArrayLike) -> np.ndarray:
-    """λ_i = 1 − p_i: the machine label's weight is the probability that it is right.
+def soft_lambda(wrong_probability: npt.ArrayLike, *, power: float = 1.0) -> np.ndarray:
+    """λ_i = (1 − p_i)^k: the machine label's weight from the probability that it is right.
 
     ``wrong_probability`` is p_i ≈ P(ŷ_i wrong), in [0, 1]: a calibrated critic
     (:func:`cross_fitted_probabilities` in one draw; in a review in rounds, the calibration
-    fitted on the earlier rounds) or the raw suspicion ε̂. Unbiased as λ of the ACT loss as long
-    as p_i does not depend on δ_i (module docstring).
+    fitted on the earlier rounds) or the raw suspicion ε̂. ``power`` k > 0 sharpens the map
+    (k = 1: λ_i = 1 − p_i). Unbiased as λ of the ACT loss for any k as long as p_i does not
+    depend on δ_i (module docstring).
 
-    >>> soft_lambda([0.0, 0.25, 1.0]).tolist()
-    [1.0, 0.75, 0.0]
+    >>> soft_lambda([0.0, 0.25, 1.0]).tolist(), soft_lambda([0.5], power=2.0).tolist()
+    ([1.0, 0.75, 0.0], [0.25])
     """
-    return 1.0 - as_unit(wrong_probability, "wrong_probability")
+    k = check_real(power, "power", low=0.0, high=math.inf, closed="neither")
+    right = 1.0 - as_unit(wrong_probability, "wrong_probability")
+    return right if k == 1.0 else right**k
 
 
 def act_weights(

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from act_plugin.act_math import cross_fitted_probabilities, inclusion_probabilities
-from act_plugin.bench import TrainConfig
+from act_plugin.bench import TrainConfig, config_from_dict
 from act_plugin.bench.critics import KnnCritic
 from act_plugin.bench.methods import ReviewPlan, review_plan, rounds_review, soft_plan
 from act_plugin.bench.train import fit_act_models
@@ -47,6 +47,10 @@ def test_one_draw_soft_plan_keeps_the_review_and_uses_cross_fitted_calibration()
     assert soft.lam[wrong].mean() < soft.lam[~wrong].mean() - 0.1
     raw = soft_plan(plan, "raw", suspicion=eps, wrong=wrong)
     np.testing.assert_allclose(raw.lam, 1.0 - eps)
+    sharp = soft_plan(plan, "raw", suspicion=eps, wrong=wrong, power=4.0)
+    np.testing.assert_allclose(sharp.lam, (1.0 - eps) ** 4)
+    with pytest.raises(ValueError, match="power"):
+        soft_plan(plan, "raw", suspicion=eps, wrong=wrong, power=0.0)
     with pytest.raises(ValueError, match="source"):
         soft_plan(plan, "oracle", suspicion=eps, wrong=wrong)
 
@@ -98,6 +102,14 @@ def test_rounds_soft_plan_takes_lambda_from_the_last_rounds_suspicion() -> None:
     np.testing.assert_array_equal(soft.ratio, plan.ratio)
     raw = soft_plan(plan, "raw", suspicion=critic.initial, wrong=wrong)
     np.testing.assert_allclose(raw.lam, 1.0 - plan.raw_suspicion)
+
+
+def test_soft_power_is_read_and_validated() -> None:
+    base = {"datasets": [{"name": "d", "kind": "digits", "annotator": "nearest_centroid"}]}
+    assert config_from_dict(base).soft_power == 1.0
+    assert config_from_dict({**base, "soft_power": 4}).soft_power == 4
+    with pytest.raises(ValueError, match="soft_power must be a finite number > 0"):
+        config_from_dict({**base, "soft_power": 0})
 
 
 def test_trainer_uses_per_row_lambda() -> None:

@@ -306,7 +306,9 @@ class BenchConfig:
     (π_i ≥ ρB/N); ``ours_rounds`` spends the budget in ``rounds`` rounds of B/K with the rule
     ``rounds_rule`` and its own floor ``rounds_floor`` (default ``act_math.DEFAULT_FLOOR``, the
     floor of ``ls-act review``) in each round, and the kNN critic counts a reviewed neighbour's
-    human label ``rounds_human_weight`` times a machine label; ``beta`` the exponential rule's
+    human label ``rounds_human_weight`` times a machine label; the per-row λ methods
+    (``ours_soft``, ``ours_rounds_soft`` and their ``_raw`` forms) use λ_i = (1 − p_i)^k,
+    k = ``soft_power`` (1 by default); ``beta`` the exponential rule's
     slope; ``primary_critic`` the critic of the cross-data-set summary; the verdict asks for a
     gap to full human ≤ ``target_gap`` points at a human budget ≤ ``target_budget`` with a
     deployable (non-oracle) critic.
@@ -323,6 +325,7 @@ class BenchConfig:
     rounds_rule: str = "thresholded"
     rounds_floor: float = DEFAULT_FLOOR
     rounds_human_weight: float = 3.0
+    soft_power: float = 1.0
     beta: float = 10.0
     oof_folds: int = 5
     knn_k: int = 10
@@ -357,6 +360,7 @@ class BenchConfig:
         _check_choice(self.rounds_rule, "rounds_rule", ROUND_RULES)
         check_real(self.rounds_floor, "rounds_floor", low=0, high=1, closed="left")
         _check_positive(self.rounds_human_weight, "rounds_human_weight")
+        _check_positive(self.soft_power, "soft_power")
         _check_positive(self.beta, "beta")
         _check_positive_int(self.oof_folds, "oof_folds", minimum=2)
         _check_positive_int(self.knn_k, "knn_k")

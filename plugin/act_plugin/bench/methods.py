@@ -168,8 +168,9 @@ def soft_plan(
     *,
     suspicion: NDArray[np.float64],
     wrong: NDArray[np.bool_],
+    power: float = 1.0,
 ) -> ReviewPlan:
-    """The same review with per-row λ_i = 1 − p_i (``act_math.soft_lambda``).
+    """The same review with per-row λ_i = (1 − p_i)^``power`` (``act_math.soft_lambda``).
 
     ``source="calibrated"``: p_i is ``cross_fitted_probabilities`` of ``suspicion`` fitted on
     the plan's reviewed rows (weights 1/π) for one draw, or, for a review in rounds, the
@@ -188,7 +189,7 @@ def soft_plan(
         p = cross_fitted_probabilities(suspicion, wrong, plan.delta, plan.pi)
     else:
         p = suspicion
-    return replace(plan, lam=soft_lambda(p))
+    return replace(plan, lam=soft_lambda(p, power=power))
 
 
 def rounds_review(

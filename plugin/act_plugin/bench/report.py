@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from act_plugin.bench.config import BASELINES
+from act_plugin.bench.methods import SOFT_METHODS
 from act_plugin.bench.run import ENDPOINT_STAGE, BenchResult, DatasetResult
 
 __all__ = ["METHOD_NAMES", "Verdict", "format_result", "verdicts"]
@@ -55,6 +56,13 @@ STABILIZER_NAMES = {
     "power": "power tuning λ < 1",
     "early_stop": "early stopping (held-out ACT loss)",
 }
+
+
+def _soft_note(methods: Iterable[str], power: float) -> str:
+    """The per-row λ map, when a method uses it."""
+    if not any(m in SOFT_METHODS for m in methods):
+        return ""
+    return f" Per-row λ methods: λ_i = (1 − p_i)^k, k = {power:g}."
 
 
 def _stats(values: Iterable[float]) -> tuple[float, float, int]:
@@ -400,7 +408,8 @@ def format_result(result: BenchResult) -> str:
         f"{', '.join(_pct(b) for b in cfg.budgets)} of the pool; floor ρ = {cfg.floor:g} for "
         f"`ours`; exponential β = {cfg.beta:g}. Downstream model: multinomial logistic "
         f"regression, {cfg.train.epochs} full-batch Adam epochs, weight decay "
-        f"{cfg.train.weight_decay:g}, ACT-loss stabilizer `{cfg.train.stabilizer}`.",
+        f"{cfg.train.weight_decay:g}, ACT-loss stabilizer `{cfg.train.stabilizer}`."
+        + _soft_note(cfg.methods, cfg.soft_power),
         "",
     ]
     for ds in result.datasets:

@@ -563,6 +563,7 @@ def _plan(
         SOFT_METHODS[method][1],
         suspicion=suspicion[critic],
         wrong=pool.machine != pool.pool.labels,
+        power=config.soft_power,
     )
 
 
