@@ -5,7 +5,8 @@ the basic-auth password, the tokens /setup sends) and :func:`redact` replaces ea
 wherever it appears: in /predict errors, GET /health, ``ls-act`` output and, through
 :class:`RedactingFilter`, in every log line, including text an upstream server echoed back
 (a 401 body quoting the key). Credentials written into a URL (``http://user:pass@host``) and
-``Bearer``/``Basic`` credentials are masked whether remembered or not.
+``Bearer``/``Basic``/``Token`` (Label Studio's) credentials are masked whether remembered or
+not.
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ MASK = "***"
 MIN_SECRET_LENGTH = 4
 _URL_USERINFO = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^\s/?#@]*@")
 _AUTH_SCHEME = re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}")
+#: Label Studio's legacy scheme, ``Authorization: Token <40 hex>``; case-sensitive and 20+
+#: characters so that prose about tokens stays readable.
+_LS_TOKEN = re.compile(r"\b(Token)\s+[A-Za-z0-9._~+/=-]{20,}")
 
 
 class _Role(Protocol):
@@ -67,7 +71,8 @@ class Redactor:
             if secret in text:
                 text = text.replace(secret, MASK)
         text = _URL_USERINFO.sub(rf"\1{MASK}@", text)
-        return _AUTH_SCHEME.sub(rf"\1 {MASK}", text)
+        text = _AUTH_SCHEME.sub(rf"\1 {MASK}", text)
+        return _LS_TOKEN.sub(rf"\1 {MASK}", text)
 
 
 _REDACTOR = Redactor()

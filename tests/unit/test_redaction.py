@@ -128,6 +128,16 @@ def test_the_log_filter_masks_messages_arguments_and_tracebacks():
     assert "sent *** to http://***@h/v1" in text and "Bearer ***" in text
 
 
+def test_credentials_in_an_authorization_header_are_masked_unremembered():
+    ls_key = "0123456789abcdef0123456789abcdef01234567"
+    echoed = f"proxy: Authorization: Token {ls_key}; Bearer {secret('jwt')}; Basic dXNlcjpwYXNz"
+    shown = redact(echoed)
+    assert ls_key not in shown and "dXNlcjpwYXNz" not in shown
+    assert shown.count("***") == 3 and "Token ***" in shown
+    prose = "Token budget exceeded; token counting is off"
+    assert redact(prose) == prose
+
+
 def test_short_values_are_not_masked_and_longest_secrets_win():
     remember("ab", f"{secret('k')}")
     assert redact("a tab") == "a tab"
