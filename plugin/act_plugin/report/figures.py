@@ -338,12 +338,9 @@ def compute_report(
     if estimator not in ESTIMATORS:
         raise ValueError(f"estimator must be one of {list(ESTIMATORS)}; got {estimator!r}")
     table = parse_rows(rows)
-    figures = _compute(
-        table, cost=cost, llm_cost=llm, confidence=level, top_k=k, estimator=estimator
+    return _compute(
+        table, cost=cost, llm_cost=llm, confidence=level, top_k=k, estimator=estimator, plan=plan
     )
-    undefined = dict(figures.undefined)
-    cert = _certificate(table, plan, undefined)
-    return dataclasses.replace(figures, certificate=cert, undefined=undefined)
 
 
 def _compute(
@@ -354,6 +351,7 @@ def _compute(
     confidence: float,
     top_k: int,
     estimator: str,
+    plan: Mapping[str, Any] | None,
 ) -> ReportFigures:
     undefined: dict[str, str] = {}
     n = table.reviewed.size
@@ -415,6 +413,7 @@ def _compute(
         per_label=_per_label(table, in_est, confidence, estimator),
         calibration=_calibration(table, in_est, confidence),
         calibration_curve=_calibration_curve(table, in_est),
+        certificate=_certificate(table, plan, undefined),
         undefined=undefined,
         **critic,
     )
