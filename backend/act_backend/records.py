@@ -10,10 +10,11 @@
   task's own ``suspicion``, ``pi`` (inclusion probability) and ``delta`` (1). Only drawn tasks
   have one: the weights of the others do not depend on π (λ for the machine label, 0 for a
   human one), and their π is recomputed from the draw's parameters and the suspicions, checked
-  against the draw's ``suspicion_digest``. The records are written as ledgers: the first of up
-  to a few thousand drawn tasks carries its record in ``meta["act"]`` with the others'
-  ``[task_id, suspicion, pi]`` under :data:`LEDGER_KEY` (Label Studio 1.23 has no bulk meta
-  write, and one PATCH costs 60–110 ms); :func:`review_records` gives every task its record.
+  against the draw's ``suspicion_digest``. The records are written as ledgers
+  (:func:`ledger_record`): the first and the last of up to a few thousand drawn tasks carry in
+  ``meta["act"]`` the draw's facts and every one's ``[task_id, suspicion, pi]`` under
+  :data:`LEDGER_KEY` (Label Studio 1.23 has no bulk meta write, and one PATCH costs 60–110 ms);
+  :func:`review_records` gives every task its record.
   Earlier versions wrote one record per drawn task (read the same way), and before that one on
   every task of the draw (records without ``n_drawn``).
 - **Draw record** ``data["act"]`` of the "ACT review sample" view: the :data:`DRAW_FIELDS` and
@@ -215,24 +216,26 @@ def review_record_of(meta: object) -> dict[str, Any] | None:
 def ledger_record(
     draw: Mapping[str, Any], entries: Sequence[tuple[int, float, float]]
 ) -> dict[str, Any]:
-    """The review record of the first of ``entries`` (drawn tasks of ``draw`` as
-    ``(task_id, suspicion, pi)``, sorted by id), holding all of them under :data:`LEDGER_KEY`.
+    """The ``meta["act"]`` of a ledger's carriers: the draw's facts (:func:`draw_fields`) and
+    the drawn tasks ``entries`` as ``[task_id, suspicion, pi]`` under :data:`LEDGER_KEY`.
 
     >>> draw = dict.fromkeys(DRAW_FIELDS, 0) | {"draw_id": "d"}
     >>> ledger_record(draw, [(3, 0.5, 0.25), (7, 0.9, 1.0)])[LEDGER_KEY]
     [[3, 0.5, 0.25], [7, 0.9, 1.0]]
     """
-    _, suspicion, pi = entries[0]
-    record = review_record(draw, suspicion=suspicion, pi=pi, delta=True)
-    record[LEDGER_KEY] = [[int(t), float(s), float(p)] for t, s, p in entries]
-    return record
+    missing = [name for name in DRAW_FIELDS if name not in draw]
+    if missing:
+        raise ValueError(f"a ledger needs the draw's {', '.join(missing)}")
+    entries = [[int(t), float(s), float(p)] for t, s, p in entries]
+    return {**draw_fields(draw), LEDGER_KEY: entries}
 
 
 def review_records(metas: Mapping[int, object]) -> dict[int, dict[str, Any]]:
     """Task id → its review record, from the tasks' ``meta`` by task id: the record a task
-    carries, or the one a ledger on another task of the draw holds for it (the newest draw's,
-    by ``drawn_at``, when a task has several). Records come without the ledger itself; ledger
-    entries that are not ``[id, suspicion, pi]`` are left out (the draw then misses them).
+    carries, or the one a ledger (on it or on another task) holds for it, as
+    :func:`review_record` makes it (the newest draw's, by ``drawn_at``, when a task has
+    several). Ledger entries that are not ``[id, suspicion, pi]`` are left out (the draw then
+    misses them).
 
     >>> draw = dict.fromkeys(DRAW_FIELDS, 0) | {"draw_id": "d", "drawn_at": "2026-01-01"}
     >>> metas = {3: {META_KEY: ledger_record(draw, [(3, 0.5, 0.25), (7, 0.9, 1.0)])}, 7: {}}
@@ -250,12 +253,14 @@ def review_records(metas: Mapping[int, object]) -> dict[int, dict[str, Any]]:
         record = review_record_of(meta)
         if record is None:
             continue
-        ledger = record.get(LEDGER_KEY)
-        own = {k: v for k, v in record.items() if k != LEDGER_KEY}
-        keep(int(task_id), own)
+        if LEDGER_KEY not in record:
+            keep(int(task_id), record)
+            continue
+        ledger = record[LEDGER_KEY]
+        facts = {k: v for k, v in record.items() if k != LEDGER_KEY}
         for entry in ledger if isinstance(ledger, list) else ():
             if _is_entry(entry):
-                keep(entry[0], {**own, "suspicion": entry[1], "pi": entry[2], "delta": 1})
+                keep(entry[0], {**facts, "suspicion": entry[1], "pi": entry[2], "delta": 1})
     return found
 
 

@@ -13,10 +13,11 @@ Everything lives in Label Studio, so any machine sees the same draw:
   suspicion_digest, min_pi_undrawn}`` and its own ``{suspicion, pi, delta}``. Tasks not drawn
   have no record: their weights do not depend on π, and their π is recomputed from the draw's
   parameters and the suspicions (:func:`draw_pi`), checked against ``suspicion_digest``. Label
-  Studio 1.23 has no bulk meta write, so the records go in ledgers: the first of every
-  :data:`RECORDS_PER_WRITE` drawn tasks (by id) carries its record in ``meta["act"]`` with
-  ``drawn``, the ``[task_id, suspicion, pi]`` of all of them (the task's other meta keys are
-  kept): one PATCH per ledger, not per task;
+  Studio 1.23 has no bulk meta write, so the records go in ledgers: the first and the last of
+  every :data:`RECORDS_PER_WRITE` drawn tasks (by id) carry in ``meta["act"]`` the draw's
+  fields and ``drawn``, the ``[task_id, suspicion, pi]`` of all of them (the task's other meta
+  keys are kept): two PATCHes per ledger, not one per task, and deleting a task
+  loses no other task's record;
 - a Data Manager view "ACT review sample" whose task set is exactly the drawn tasks (δ = 1),
   most suspicious first. Label Studio 1.23.2 applies a view's ``selected_items`` to
   ``GET /api/tasks?view=`` and to the labeling stream ``/api/projects/{id}/next?view=``
@@ -53,6 +54,7 @@ import numpy as np
 from label_studio_sdk import LabelStudio
 
 from act_backend.records import (
+    LEDGER_KEY,
     REVIEW_VIEW_TITLE,
     draw_record,
     draw_record_of,
@@ -513,7 +515,6 @@ def _draw_sample(
         gateway, project_id, tasks, params, views,
         draw_id=uuid.uuid4().hex,
         drawn_at=datetime.now(timezone.utc).isoformat(),
-        skip={},
         n_without=n_without,
         note=_join(note or ("replaced the previous draw" if existing else "new draw"), score_note),
         on_progress=on_progress,
@@ -540,7 +541,6 @@ def _keep_or_finish(
         gateway, project_id, tasks, params, views,
         draw_id=existing.draw_id,
         drawn_at=str(existing.first.get("drawn_at")),
-        skip=existing.carriers,
         n_without=n_without,
         note=_join("finished an interrupted draw", score_note),
         on_progress=on_progress,
@@ -647,17 +647,16 @@ def _write_draw(
     *,
     draw_id: str,
     drawn_at: str,
-    skip: Mapping[int, Any],
     n_without: int,
     note: str,
     on_progress: Progress | None,
     round_facts: Mapping[str, Any] | None = None,
     earlier: Sequence[Mapping[str, Any]] = (),
 ) -> ReviewDraw:
-    """Compute the draw, write the drawn tasks' records (ledgers of :data:`RECORDS_PER_WRITE`
-    tasks) not all in ``skip``, remove older records, then commit the view. A round of a review
-    in rounds passes its ``round_facts`` (:data:`act_backend.records.ROUND_FIELDS`), ``tasks`` =
-    its pool, and the draw records of the earlier rounds."""
+    """Compute the draw, write the drawn tasks' records (the ledgers not written yet), remove
+    older records, then commit the view. A round of a review in rounds passes its
+    ``round_facts`` (:data:`act_backend.records.ROUND_FIELDS`), ``tasks`` = its pool, and the
+    draw records of the earlier rounds."""
     facts = dict(round_facts or {})
     try:
         pi, delta = compute_draw([t.suspicion for t in tasks], params, facts.get("calibration"))
@@ -667,17 +666,10 @@ def _write_draw(
     draw = draw_facts(params, ids, suspicions, pi, delta, draw_id=draw_id, drawn_at=drawn_at)
     draw |= facts
     drawn = [(t, float(p)) for t, p, d in zip(tasks, pi, delta, strict=True) if d]
-    ledgers = [drawn[i : i + RECORDS_PER_WRITE] for i in range(0, len(drawn), RECORDS_PER_WRITE)]
-    todo = [
-        (ledger[0][0].task_id, with_review_record(ledger[0][0].meta, ledger_record(
-            draw, [(t.task_id, t.suspicion, p) for t, p in ledger])))
-        for ledger in ledgers
-        if not all(t.task_id in skip for t, _ in ledger)
-    ]  # fmt: skip
+    todo = _ledger_writes(draw, drawn)
     _write_metas(gateway, todo, on_progress)
     drawn_ids = tuple(t.task_id for t, _ in drawn)
-    carriers = [ledger[0][0].task_id for ledger in ledgers]
-    _clear_older_records(gateway, tasks, draw_id, carriers, on_progress)
+    _clear_older_records(gateway, tasks, draw_id, [t for t, _ in todo], on_progress)
     record = draw_record(draw, [t.task_id for t in tasks], earlier)
     view_id = _commit_view(gateway, project_id, draw_id, record, drawn_ids, views)
     return ReviewDraw(
@@ -699,6 +691,24 @@ def _write_draw(
         suspicious_view_id=_ensure_suspicious_view(gateway, project_id, views),
         note=note,
     )
+
+
+def _ledger_writes(
+    draw: Mapping[str, Any], drawn: Sequence[tuple[_Task, float]]
+) -> list[tuple[int, dict[str, Any]]]:
+    """The metas to write for the drawn tasks' records: each run of :data:`RECORDS_PER_WRITE`
+    drawn tasks (by id) as a ledger on its first and its last task (two copies, so deleting
+    one task loses no other task's record), except on a carrier that holds it already (an
+    interrupted draw being finished)."""
+    writes = []
+    for start in range(0, len(drawn), RECORDS_PER_WRITE):
+        run = drawn[start : start + RECORDS_PER_WRITE]
+        ledger = ledger_record(draw, [(t.task_id, t.suspicion, p) for t, p in run])
+        for carrier in {run[0][0].task_id: run[0][0], run[-1][0].task_id: run[-1][0]}.values():
+            held = review_record_of(carrier.meta) or {}
+            if held.get("draw_id") != draw["draw_id"] or LEDGER_KEY not in held:
+                writes.append((carrier.task_id, with_review_record(carrier.meta, ledger)))
+    return writes
 
 
 def _clear_older_records(

@@ -262,7 +262,7 @@ def _draw_round(
     facts = {**plan, "round": number, "calibration": list(calibration) if calibration else None}
     draw = _write_draw(
         context.gateway, context.project_id, pool, round_params, context.views,
-        draw_id=uuid.uuid4().hex, drawn_at=datetime.now(timezone.utc).isoformat(), skip={},
+        draw_id=uuid.uuid4().hex, drawn_at=datetime.now(timezone.utc).isoformat(),
         n_without=context.n_without, note=context.score_note, on_progress=context.on_progress,
         round_facts=facts, earlier=earlier,
     )  # fmt: skip
@@ -322,7 +322,7 @@ def _finish(context: _Context, existing: Any, named: Mapping[str, Any] | None) -
         )
     draw = _write_draw(
         context.gateway, context.project_id, pool, params, context.views,
-        draw_id=existing.draw_id, drawn_at=str(facts.get("drawn_at")), skip=existing.carriers,
+        draw_id=existing.draw_id, drawn_at=str(facts.get("drawn_at")),
         n_without=context.n_without, note="finished an interrupted round",
         on_progress=context.on_progress,
         round_facts={**_plan_of(facts), "round": number, "calibration": facts.get("calibration")},

@@ -90,9 +90,10 @@ def test_only_drawn_tasks_carry_a_record_and_another_client_reads_the_same_draw(
     drawn = [t for t, d in zip(ids, delta, strict=True) if d]
     acts = review_records_of(ls_client, project_id)
     assert [t for t in ids if acts[t]] == drawn == list(draw.task_ids)  # nobody else has one
-    # one write: the first drawn task carries the ledger of all of them, no other task any
+    # two writes: the first and the last drawn task carry the ledger of all of them, no other
     carried = {t: tasks[t]["meta"]["act"] for t in ids if "act" in tasks[t]["meta"]}
-    assert list(carried) == drawn[:1]
+    assert list(carried) == [drawn[0], drawn[-1]]
+    assert carried[drawn[0]] == carried[drawn[-1]]
     assert [entry[0] for entry in carried[drawn[0]]["drawn"]] == drawn
     for t in drawn:
         a = acts[t]
@@ -238,14 +239,15 @@ def test_an_interrupted_draw_is_finished_and_never_mixed(
 ):
     project_id, suspicion = act_project
     monkeypatch.setattr(gateway, "RETRY_DELAYS", (0.01,))
-    monkeypatch.setattr(review, "RECORDS_PER_WRITE", 2)  # ledgers of 2 drawn tasks
-    # project, task list, views, then 2 ledger writes succeed; the next ones fail
+    monkeypatch.setattr(review, "RECORDS_PER_WRITE", 3)  # ledgers of 3 drawn tasks
+    # project, task list, views, then 2 ledger writes (8 in flight: one ledger's 2 copies, or
+    # one copy of each of 2 ledgers); the next writes fail
     with FaultyProxy(label_studio.url, fail_after=3 + 2) as proxy:
         flaky = client_at(proxy.url, label_studio.token)
         with pytest.raises(ReviewError, match=r"\(2 of \d+ written\).*again"):
             draw_sample(flaky, project_id, budget=12, rule="exponential", seed=None)
     partial = {t: a for t, a in act_metas(ls_client, project_id).items() if a}
-    assert len(partial) == 4 and len({a["draw_id"] for a in partial.values()}) == 1
+    assert len(partial) in (3, 6) and len({a["draw_id"] for a in partial.values()}) == 1
     draw_id = next(iter(partial.values()))["draw_id"]
     seed = next(iter(partial.values()))["seed"]  # the random seed was recorded
     assert not sample_views(ls_http(label_studio), project_id)  # not committed
@@ -263,10 +265,26 @@ def test_an_interrupted_draw_is_finished_and_never_mixed(
     assert [t for t in ids if acts[t]] == drawn == list(finished.task_ids)
     assert {acts[t]["draw_id"] for t in drawn} == {draw_id}
     carriers = [t for t, task in read_tasks(ls_client, project_id).items() if task["meta"]]
-    assert carriers == drawn[::2]  # one ledger per 2 drawn tasks
+    runs = [drawn[i : i + 3] for i in range(0, len(drawn), 3)]
+    assert carriers == sorted({t for run in runs for t in (run[0], run[-1])})
     assert [acts[t]["pi"] for t in drawn] == pytest.approx([pi[ids.index(t)] for t in drawn])
     rows = synced_rows(ls_client, project_id, tmp_path)
     assert [rows[t]["pi"] for t in ids] == pytest.approx(list(pi), abs=1e-12)
+
+
+def test_deleting_a_drawn_task_loses_no_other_task_record(act_project, ls_client, tmp_path):
+    project_id, _ = act_project
+    draw = draw_sample(ls_client, project_id, budget=8, seed=4)
+    before = act_metas(ls_client, project_id)
+    first, *others = draw.task_ids
+    assert len(others) >= 2
+
+    ls_client.tasks.delete(id=first)  # it carried one copy of the ledger
+
+    after = act_metas(ls_client, project_id)
+    assert {t: after[t] for t in others} == {t: before[t] for t in others}
+    rows = synced_rows(ls_client, project_id, tmp_path)
+    assert all(rows[t]["in_sample"] and rows[t]["pi"] == before[t]["pi"] for t in others)
 
 
 def test_an_interrupted_draw_over_changed_tasks_is_redone(

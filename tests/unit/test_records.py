@@ -105,6 +105,9 @@ def test_a_ledger_gives_each_drawn_task_the_record_it_would_carry():
     for task_id, suspicion, pi in entries:
         alone = review_record(DRAW, suspicion=suspicion, pi=pi, delta=True)
         assert records[task_id] == alone  # the ledger itself is not part of any record
+    # the copy on the last task reads the same; a carrier outside its ledger gets no record
+    assert review_records({3: {}, 11: carrier}) == records
+    assert sorted(review_records({5: carrier})) == [3, 8, 11]
 
 
 def test_a_task_gets_the_record_of_the_newest_draw_that_holds_it():
@@ -125,7 +128,7 @@ def test_malformed_ledger_entries_are_left_out():
     ledger["drawn"] += [[2, 0.5], ["3", 0.5, 0.5], [4, True, 0.5], [5, 0.5, None], "6", [7, 0, 1]]
     assert sorted(review_records({1: {META_KEY: ledger}})) == [1, 7]
     ledger["drawn"] = "all"
-    assert sorted(review_records({1: {META_KEY: ledger}})) == [1]
+    assert review_records({1: {META_KEY: ledger}}) == {}
 
 
 def test_invalid_review_records_are_rejected():
