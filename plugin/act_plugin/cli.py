@@ -499,6 +499,14 @@ def sync(
     lam: Annotated[
         float, typer.Option("--lambda", help="Power-tuning λ on the machine terms (0..1).")
     ] = 1.0,
+    soft_lambda: Annotated[
+        float,
+        typer.Option(
+            "--soft-lambda",
+            help="k > 0: per-row λ_i = λ·(1 − p̂_i)^k, p̂ the critic's P(wrong) calibrated on "
+            "the reviews (still unbiased); down-weights machine labels that look wrong. 0 = off.",
+        ),
+    ] = 0.0,
     bot_user: Annotated[
         list[int] | None, typer.Option(help="User id whose annotations are not human reviews.")
     ] = None,
@@ -520,6 +528,7 @@ def sync(
                 out,
                 formats=tuple(f.strip() for f in formats.split(",") if f.strip()),
                 lam=lam,
+                soft_power=soft_lambda,
                 bot_users=bot_user or (),
                 full=full,
                 rationale_field=settings.rationale_field,

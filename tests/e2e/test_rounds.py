@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from act_plugin import review
+from act_plugin.act_math import platt_map
 from act_plugin.labelstudio import gateway
 from act_plugin.report import compute_report
 from act_plugin.review import REVIEW_VIEW_TITLE, ReviewError
@@ -60,8 +61,8 @@ def review_drawn(client, http, project_id, wrong):
         )
 
 
-def synced_rows(client, project_id, out):
-    sync_training_set(client, project_id, out, formats=["jsonl"])
+def synced_rows(client, project_id, out, **options):
+    sync_training_set(client, project_id, out, formats=["jsonl"], **options)
     lines = (out / "training_set.jsonl").read_text().splitlines()
     return [json.loads(line) for line in lines]
 
@@ -132,6 +133,19 @@ def test_synced_weights_are_the_last_rounds_and_pending_rows_weigh_nothing(
     for row, w_m, w_h in zip(rows, machine, human, strict=True):
         if not row["pending"]:
             assert (row["weight_machine"], row["weight_human"]) == pytest.approx((w_m, w_h))
+
+    # --soft-lambda: λ_i from the calibration round 2's π was computed with (rounds 1's reviews)
+    (view,) = [v for v in http.get("/api/dm/views", params={"project": project_id}).json()
+               if v["data"].get("title") == REVIEW_VIEW_TITLE]  # fmt: skip
+    a, b = view["data"]["act"]["calibration"]
+    soft = synced_rows(ls_client, project_id, tmp_path / "soft", soft_power=3)
+    lam = (1 - platt_map(a, b)([r["suspicion"] for r in soft])) ** 3
+    machine, human = last_round_weights(pis, deltas, lam=lam)
+    for row, w_m, w_h in zip(soft, machine, human, strict=True):
+        if not row["pending"]:
+            assert (row["weight_machine"], row["weight_human"]) == pytest.approx((w_m, w_h))
+    untouched = [s["weight_machine"] for s, r in zip(soft, rows, strict=True) if r["round"] is None]
+    assert max(untouched) <= 1.0 and min(untouched) < 1.0
 
 
 def test_the_cli_runs_the_rounds_and_the_report_states_the_certificate(

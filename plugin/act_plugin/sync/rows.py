@@ -22,7 +22,7 @@ from act_backend.records import (
     review_records,
     suspicion_of,
 )
-from act_plugin.act_math import act_weights
+from act_plugin.act_math import act_weights, cross_fitted_probabilities, platt_map, soft_lambda
 from act_plugin.labelstudio import act_prediction, parse_time
 from act_plugin.review import draw_pi
 from act_plugin.sequential import last_round_weights
@@ -95,6 +95,7 @@ def build_rows(
     *,
     model_version: str,
     lam: float = 1.0,
+    soft_power: float = 0.0,
     bot_users: Iterable[int] = (),
     draw: Mapping[str, Any] | None = None,
 ) -> tuple[list[dict[str, Any]], list[Problem]]:
@@ -102,7 +103,8 @@ def build_rows(
 
     ``tasks`` are Label Studio tasks with ``predictions``, ``annotations`` and ``meta``;
     ``draw`` is the draw record the review view names
-    (:func:`act_backend.records.draw_record_of`), if any.
+    (:func:`act_backend.records.draw_record_of`), if any. ``soft_power`` k > 0 makes λ per
+    row (:func:`_row_lambda`); 0 keeps the one ``lam``.
     """
     bots = {int(b) for b in bot_users}
     acts = [(t, p) for t in tasks if (p := act_prediction(t, model_version)) is not None]
@@ -118,7 +120,7 @@ def build_rows(
     problems.extend(_draw_problems(rows, current, model_version))
     rounds = current.rounds if current is not None else ()
     _add_rounds(rows, rounds)
-    _add_weights(rows, lam, rounds)
+    _add_weights(rows, _row_lambda(rows, lam, soft_power, rounds) if soft_power else lam, rounds)
     return rows, problems
 
 
@@ -390,7 +392,34 @@ def _add_rounds(rows: list[dict[str, Any]], rounds: Sequence[_Round]) -> None:
         )
 
 
-def _add_weights(rows: list[dict[str, Any]], lam: float, rounds: Sequence[_Round] = ()) -> None:
+def _row_lambda(
+    rows: Sequence[Mapping[str, Any]], lam: float, power: float, rounds: Sequence[_Round]
+) -> np.ndarray:
+    """λ_i = λ · (1 − p̂_i)^k (:func:`act_plugin.act_math.soft_lambda`), p̂_i the critic's
+    P(wrong) read without row i's own review, so the weights stay unbiased: over a review in
+    rounds, the last round's stored calibration (fitted on the earlier rounds); for one draw,
+    :func:`act_plugin.act_math.cross_fitted_probabilities` over the draw's rows (other rows:
+    the raw suspicion)."""
+    suspicion = np.array([row["suspicion"] for row in rows], dtype=float)
+    calibration = rounds[-1].record.get("calibration") if len(rounds) > 1 else None
+    if len(rounds) > 1:
+        usable = isinstance(calibration, list) and len(calibration) == 2
+        p = platt_map(*calibration)(suspicion) if usable else suspicion
+    else:
+        p = suspicion.copy()
+        design = np.array([r["pi"] is not None and not r["outside_sample"] for r in rows])
+        if design.any():
+            chosen = [row for row, d in zip(rows, design, strict=True) if d]
+            wrong = [row["machine_correct"] is False for row in chosen]
+            delta = [row["delta"] for row in chosen]
+            pi = [row["pi"] for row in chosen]
+            p[design] = cross_fitted_probabilities(suspicion[design], wrong, delta, pi)
+    return lam * soft_lambda(p, power=power)
+
+
+def _add_weights(
+    rows: list[dict[str, Any]], lam: float | np.ndarray, rounds: Sequence[_Round] = ()
+) -> None:
     """Fill weight_machine = λ(1 − δ/π) and weight_human = δ/π (π = 1 outside the sample);
     over a review in rounds, the last round's (:func:`act_plugin.sequential.last_round_weights`:
     rows drawn in earlier rounds weigh 0 and 1).
@@ -417,7 +446,7 @@ def _add_weights(rows: list[dict[str, Any]], lam: float, rounds: Sequence[_Round
 
 
 def _round_weights(
-    rows: Sequence[Mapping[str, Any]], rounds: Sequence[_Round], lam: float
+    rows: Sequence[Mapping[str, Any]], rounds: Sequence[_Round], lam: float | np.ndarray
 ) -> tuple[np.ndarray, np.ndarray]:
     """The last round's ACT weights (``sequential.last_round_weights``) from each drawn row's
     own π; rows reviewed outside the sample weigh (0, 1), as with one draw."""

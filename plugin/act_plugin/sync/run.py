@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,7 @@ from act_plugin.labelstudio import (
     model_versions,
     resolve_model_version,
 )
-from act_plugin.validation import check_lam
+from act_plugin.validation import check_lam, check_real
 
 from .fetch import Fetched, Progress, fetch, load_state, state_of
 from .outputs import FORMATS, OutputError, write_outputs
@@ -54,6 +55,7 @@ def sync_training_set(
     *,
     formats: Sequence[str] = FORMATS,
     lam: float = 1.0,
+    soft_power: float = 0.0,
     model_version: str | None = None,
     bot_users: Iterable[int] = (),
     full: bool = False,
@@ -71,6 +73,10 @@ def sync_training_set(
         ``datasets``, ``save_to_disk``; needs the ``datasets`` package).
     lam : float in [0, 1]
         λ, the power-tuning factor on the machine rows.
+    soft_power : float >= 0
+        k > 0: λ per row, λ_i = λ · (1 − p̂_i)^k with p̂_i the critic's calibrated P(wrong)
+        read without row i's own review (still unbiased; see ``sync.rows._row_lambda``), so
+        the machine labels that look wrong weigh less. 0 (default): one λ for every row.
     model_version : str or None
         The ACT predictions' model_version; default: the project's (or the only one present).
     bot_users : iterable of int
@@ -90,6 +96,7 @@ def sync_training_set(
     """
     chosen = _check_formats(formats)
     lam = _check_lam(lam)
+    soft_power = _check_soft_power(soft_power)
     bots = _check_bots(bot_users)
     if "parquet" in chosen or "hf" in chosen:
         _require("pyarrow", "hf" if "hf" in chosen else "parquet", chosen)
@@ -110,6 +117,7 @@ def sync_training_set(
         spec,
         model_version=version,
         lam=lam,
+        soft_power=soft_power,
         bot_users=bots,
         draw=fetched.draw,
     )
@@ -164,6 +172,13 @@ def _check_formats(formats: Sequence[str]) -> tuple[str, ...]:
 def _check_lam(lam: object) -> float:
     try:
         return check_lam(lam)
+    except ValueError as err:
+        raise SyncError(str(err)) from None
+
+
+def _check_soft_power(power: object) -> float:
+    try:
+        return check_real(power, "soft_power", low=0.0, high=math.inf, closed="left")
     except ValueError as err:
         raise SyncError(str(err)) from None
 
