@@ -366,7 +366,7 @@ def _coverage(rows: Sequence[Mapping[str, Any]], current: _Draw) -> str | None:
     n_drawn = current.record.get("n_drawn")
     if isinstance(n_drawn, int) and current.drawn_carriers < n_drawn:
         return (
-            f"draw {draw_id} drew {n_drawn} tasks but only {current.drawn_carriers} carry its "
+            f"draw {draw_id} drew {n_drawn} tasks but only {current.drawn_carriers} have its "
             "record: `ls-act review` was interrupted (run it again to finish the draw), or "
             "drawn tasks were deleted"
         )
