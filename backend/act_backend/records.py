@@ -58,6 +58,7 @@ __all__ = [
     "ids_in",
     "is_lean",
     "ledger_record",
+    "parse_time",
     "record_pi",
     "review_plan",
     "review_record",
@@ -90,7 +91,7 @@ ROUND_FIELDS: tuple[str, ...] = (
 #: Key of a drawn task's review record that holds the records of the drawn tasks written with
 #: it, as ``[task_id, suspicion, pi]`` (a ledger): a draw is then a few writes, not one per task.
 LEDGER_KEY = "drawn"
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime.min.replace(tzinfo=timezone.utc)
 #: Title of the Data Manager view that holds the drawn tasks (and the draw record).
 REVIEW_VIEW_TITLE = "ACT review sample"
 _SCORE_DIGITS = 6
@@ -192,9 +193,6 @@ def review_record(
     >>> review_record(draw, suspicion=0.5, pi=0.25, delta=True)["delta"]
     1
     """
-    missing = [name for name in DRAW_FIELDS if name not in draw]
-    if missing:
-        raise ValueError(f"a review record needs the draw's {', '.join(missing)}")
     return {
         **draw_fields(draw),
         "suspicion": float(suspicion),
@@ -223,9 +221,6 @@ def ledger_record(
     >>> ledger_record(draw, [(3, 0.5, 0.25), (7, 0.9, 1.0)])[LEDGER_KEY]
     [[3, 0.5, 0.25], [7, 0.9, 1.0]]
     """
-    missing = [name for name in DRAW_FIELDS if name not in draw]
-    if missing:
-        raise ValueError(f"a ledger needs the draw's {', '.join(missing)}")
     entries = [[int(t), float(s), float(p)] for t, s, p in entries]
     return {**draw_fields(draw), LEDGER_KEY: entries}
 
@@ -274,9 +269,22 @@ def _is_entry(entry: object) -> bool:
 
 
 def _drawn_at(record: Mapping[str, Any]) -> datetime:
-    value = record.get("drawn_at")
+    return parse_time(record.get("drawn_at"))
+
+
+def parse_time(value: object) -> datetime:
+    """A Label Studio timestamp (ISO 8601, ``Z`` suffix) as an aware datetime; epoch if absent.
+
+    >>> parse_time("2026-01-02T03:04:05Z").isoformat()
+    '2026-01-02T03:04:05+00:00'
+    >>> parse_time(None) == parse_time("not a time")
+    True
+    """
+    if not isinstance(value, str) or not value:
+        return _EPOCH
+    text = value[:-1] + "+00:00" if value.endswith("Z") else value
     try:
-        parsed = datetime.fromisoformat(value) if isinstance(value, str) else _EPOCH
+        parsed = datetime.fromisoformat(text)
     except ValueError:
         return _EPOCH
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
@@ -342,7 +350,11 @@ def ids_in(ranges: object) -> set[int] | None:
 
 
 def draw_fields(draw: Mapping[str, Any]) -> dict[str, Any]:
-    """The draw's :data:`DRAW_FIELDS`, and its :data:`ROUND_FIELDS` when it is a round."""
+    """The draw's :data:`DRAW_FIELDS`, and its :data:`ROUND_FIELDS` when it is a round;
+    ValueError naming the draw fields it lacks."""
+    missing = [name for name in DRAW_FIELDS if name not in draw]
+    if missing:
+        raise ValueError(f"a review record needs the draw's {', '.join(missing)}")
     facts = {name: draw[name] for name in DRAW_FIELDS}
     if draw.get("series") is not None:
         facts.update({name: draw.get(name) for name in ROUND_FIELDS})

@@ -112,7 +112,7 @@ _MATCH_NOTHING: dict[str, Any] = {
 }
 _TOLERANCE = 1e-12
 _SEED_BITS = 32
-#: Drawn tasks whose review records one write stores, as a ledger on the first of them
+#: Drawn tasks whose review records one ledger holds, written on the first and the last of them
 #: (Label Studio 1.23 has no bulk meta write, and a task PATCH costs it 60–110 ms: two queries
 #: of the full Data Manager task set and its prefetches). At about 50 bytes per task a ledger
 #: stays near 100 kB.
@@ -704,7 +704,8 @@ def _ledger_writes(
     for start in range(0, len(drawn), RECORDS_PER_WRITE):
         run = drawn[start : start + RECORDS_PER_WRITE]
         ledger = ledger_record(draw, [(t.task_id, t.suspicion, p) for t, p in run])
-        for carrier in {run[0][0].task_id: run[0][0], run[-1][0].task_id: run[-1][0]}.values():
+        carriers = [run[0][0]] if len(run) == 1 else [run[0][0], run[-1][0]]
+        for carrier in carriers:
             held = review_record_of(carrier.meta) or {}
             if held.get("draw_id") != draw["draw_id"] or LEDGER_KEY not in held:
                 writes.append((carrier.task_id, with_review_record(carrier.meta, ledger)))

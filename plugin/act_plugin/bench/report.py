@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from act_plugin.bench.config import BASELINES
+from act_plugin.bench.config import BASELINES, METHODS
 from act_plugin.bench.methods import SOFT_METHODS
 from act_plugin.bench.run import ENDPOINT_STAGE, BenchResult, DatasetResult
 
@@ -36,20 +36,9 @@ METHOD_NAMES = {
     "ours_rounds_soft": "ours: rounds, last-round weights, λ_i = 1 − calibrated ε̂",
     "ours_rounds_soft_raw": "ours: rounds, last-round weights, λ_i = 1 − ε̂",
 }
-#: Methods that count as "ACT" for the target (the paper's rules and ours).
-ACT_METHODS = (
-    "normalized",
-    "exponential",
-    "thresholded",
-    "ours_thresholded",
-    "ours_exponential",
-    "ours_rounds",
-    "ours_rounds_last",
-    "ours_soft",
-    "ours_soft_raw",
-    "ours_rounds_soft",
-    "ours_rounds_soft_raw",
-)
+#: Methods that count as "ACT" for the target (the paper's rules and ours): every method but
+#: the baselines, random review and top-B.
+ACT_METHODS = tuple(m for m in METHODS if m not in (*BASELINES, "uniform", "top_b"))
 STABILIZER_NAMES = {
     "none": "none (raw loss, λ = 1)",
     "clip": "clip each item's term at 0",

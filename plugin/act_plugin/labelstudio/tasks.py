@@ -4,30 +4,11 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from datetime import datetime, timezone
 from typing import Any
 
+from act_backend.records import parse_time
+
 __all__ = ["act_prediction", "model_versions", "parse_time", "resolve_model_version"]
-
-_EPOCH = datetime.min.replace(tzinfo=timezone.utc)
-
-
-def parse_time(value: object) -> datetime:
-    """A Label Studio timestamp (ISO 8601, ``Z`` suffix) as an aware datetime; epoch if absent.
-
-    >>> parse_time("2026-01-02T03:04:05Z").isoformat()
-    '2026-01-02T03:04:05+00:00'
-    >>> parse_time(None) == parse_time("not a time")
-    True
-    """
-    if not isinstance(value, str) or not value:
-        return _EPOCH
-    text = value[:-1] + "+00:00" if value.endswith("Z") else value
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        return _EPOCH
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
 
 
 def model_versions(tasks: Iterable[Mapping[str, Any]]) -> Counter[str]:

@@ -401,8 +401,8 @@ def _row_lambda(
     :func:`act_plugin.act_math.cross_fitted_probabilities` over the draw's rows (other rows:
     the raw suspicion)."""
     suspicion = np.array([row["suspicion"] for row in rows], dtype=float)
-    calibration = rounds[-1].record.get("calibration") if len(rounds) > 1 else None
     if len(rounds) > 1:
+        calibration = rounds[-1].record.get("calibration")
         usable = isinstance(calibration, list) and len(calibration) == 2
         p = platt_map(*calibration)(suspicion) if usable else suspicion
     else:
