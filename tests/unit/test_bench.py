@@ -81,6 +81,16 @@ def test_tiny_config_runs_end_to_end_and_prints_every_table(tmp_path: Path) -> N
         assert len(main) == 2 * (2 + len(ACT_METHODS) * 4)
         assert len([r for r in ds.runs if r.ablation]) == 2 * 4  # 4 stabilizers
         assert all(0.0 <= r.accuracy <= 1.0 for r in ds.runs)
+        # the λ methods train on their base method's draws
+        for method, base in (
+            ("ours_rounds_model", "ours_rounds_last"),
+            ("ours_soft", "ours_thresholded"),
+        ):
+            shares = [
+                [(r.seed, r.critic, r.human_share) for r in main if r.method == m]
+                for m in (method, base)
+            ]
+            assert shares[0] == shares[1] and len(shares[0]) == 2 * 4
         oracle = [c.auroc for c in ds.critics if c.critic == "oracle"]
         assert oracle == [1.0, 1.0]
         for stage in ("features", "annotate", "criticize: oof", "review", "train", "evaluate"):

@@ -49,7 +49,9 @@ BASELINES: tuple[str, ...] = ("full_human", "full_machine")
 #: ``ours_soft`` / ``ours_soft_raw``: the review of ``ours_thresholded`` with per-row
 #: λ_i = 1 − the critic calibrated by cross-fitting / 1 − ε̂; ``ours_rounds_soft`` /
 #: ``ours_rounds_soft_raw``: ``ours_rounds_last`` with λ_i = 1 − the suspicion of the last
-#: round, calibrated on the earlier rounds / raw (``methods.soft_plan``).
+#: round, calibrated on the earlier rounds / raw (``methods.soft_plan``);
+#: ``ours_rounds_model``: ``ours_rounds_last`` with λ_i = (q_i (1 − p_i))^k, q_i the
+#: probability cross-fitted downstream models give ŷ_i (``model_critic.model_lambda``).
 METHODS: tuple[str, ...] = (
     *BASELINES,
     "normalized",
@@ -65,6 +67,7 @@ METHODS: tuple[str, ...] = (
     "ours_soft_raw",
     "ours_rounds_soft",
     "ours_rounds_soft_raw",
+    "ours_rounds_model",
 )
 #: ``endpoint``: the suspicion of the critic configured in the backend settings (an LLM), only
 #: for data sets whose annotator is ``endpoint``.
@@ -308,10 +311,12 @@ class BenchConfig:
     floor of ``ls-act review``) in each round, and the kNN critic counts a reviewed neighbour's
     human label ``rounds_human_weight`` times a machine label; the per-row λ methods
     (``ours_soft``, ``ours_rounds_soft`` and their ``_raw`` forms) use λ_i = (1 − p_i)^k,
-    k = ``soft_power`` (1 by default); ``beta`` the exponential rule's
-    slope; ``primary_critic`` the critic of the cross-data-set summary; the verdict asks for a
-    gap to full human ≤ ``target_gap`` points at a human budget ≤ ``target_budget`` with a
-    deployable (non-oracle) critic.
+    k = ``soft_power`` (1 by default); ``ours_rounds_model`` λ_i = (q_i (1 − p_i))^k with
+    q_i from ``model_folds``-fold cross-fitted downstream models refined over
+    ``model_iterations``, k = ``model_power`` (``model_critic.model_lambda``); ``beta`` the
+    exponential rule's slope; ``primary_critic`` the critic of the cross-data-set summary; the
+    verdict asks for a gap to full human ≤ ``target_gap`` points at a human budget
+    ≤ ``target_budget`` with a deployable (non-oracle) critic.
     """
 
     datasets: tuple[DatasetConfig, ...]
@@ -326,6 +331,9 @@ class BenchConfig:
     rounds_floor: float = DEFAULT_FLOOR
     rounds_human_weight: float = 3.0
     soft_power: float = 1.0
+    model_folds: int = 5
+    model_iterations: int = 2
+    model_power: float = 4.0
     beta: float = 10.0
     oof_folds: int = 5
     knn_k: int = 10
@@ -361,6 +369,9 @@ class BenchConfig:
         check_real(self.rounds_floor, "rounds_floor", low=0, high=1, closed="left")
         _check_positive(self.rounds_human_weight, "rounds_human_weight")
         _check_positive(self.soft_power, "soft_power")
+        _check_positive_int(self.model_iterations, "model_iterations")
+        _check_positive_int(self.model_folds, "model_folds", minimum=self.model_iterations + 1)
+        _check_positive(self.model_power, "model_power")
         _check_positive(self.beta, "beta")
         _check_positive_int(self.oof_folds, "oof_folds", minimum=2)
         _check_positive_int(self.knn_k, "knn_k")

@@ -36,6 +36,9 @@ down-weights the suspicious machine labels left unreviewed and shrinks the negat
 - ``ours_rounds_soft``: the review of ``ours_rounds`` (the same draws), the last-round loss with
   p_i the suspicion the last round's π came from (re-scored and calibrated on rounds 1 … R − 1,
   so fixed given them); ``ours_rounds_soft_raw``: that re-scored suspicion before calibration.
+- ``ours_rounds_model``: the review of ``ours_rounds``, the last-round loss with
+  λ_i = (q_i (1 − p_i))^k, p_i as in ``ours_rounds_soft`` and q_i the probability that
+  cross-fitted downstream models, never fitted on row i, give ŷ_i (``model_critic``).
 """
 
 from __future__ import annotations
@@ -72,6 +75,7 @@ ROUND_METHODS: dict[str, str] = {
     "ours_rounds_last": "last",
     "ours_rounds_soft": "last",
     "ours_rounds_soft_raw": "last",
+    "ours_rounds_model": "last",
 }
 #: Methods with a per-row λ_i = 1 − p_i → (the method whose review they reuse, what p_i is:
 #: ``"calibrated"`` or ``"raw"`` suspicion); module docstring.

@@ -35,6 +35,7 @@ METHOD_NAMES = {
     "ours_soft_raw": "ours: thresholded + floor, λ_i = 1 − ε̂",
     "ours_rounds_soft": "ours: rounds, last-round weights, λ_i = 1 − calibrated ε̂",
     "ours_rounds_soft_raw": "ours: rounds, last-round weights, λ_i = 1 − ε̂",
+    "ours_rounds_model": "ours: rounds, last-round weights, λ_i from cross-fitted models",
 }
 #: Methods that count as "ACT" for the target (the paper's rules and ours): every method but
 #: the baselines, random review and top-B.

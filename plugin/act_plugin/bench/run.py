@@ -18,7 +18,7 @@ import time
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -48,6 +48,7 @@ from act_plugin.bench.methods import (
     rounds_review,
     soft_plan,
 )
+from act_plugin.bench.model_critic import model_lambda
 from act_plugin.bench.train import fit_act_models
 
 if TYPE_CHECKING:
@@ -509,8 +510,9 @@ def _plan(
     pool: _Pool,
     knn: dict[str, KnnCritic],
 ) -> ReviewPlan:
-    """The review of ``method``; a per-row λ method (``SOFT_METHODS``) reuses its base
-    method's draws (the same seed) and adds λ_i (``methods.soft_plan``)."""
+    """The review of ``method``; a per-row λ method (``SOFT_METHODS``, ``ours_rounds_model``)
+    reuses its base method's draws (the same seed) and adds λ_i (``methods.soft_plan``,
+    ``model_critic.model_lambda``)."""
     review = method
     if method in SOFT_METHODS and method not in ROUND_METHODS:
         review = SOFT_METHODS[method][0]
@@ -556,6 +558,21 @@ def _plan(
             beta=config.beta,
             seed=_seed(seed, dataset.name, critic, review, f"{budget:.6f}"),
         )
+    if method == "ours_rounds_model":
+        assert plan.suspicion is not None
+        lam = model_lambda(
+            pool.pool.features,
+            pool.machine,
+            pool.pool.labels,
+            plan,
+            plan.suspicion,
+            n_classes=pool.pool.n_classes,
+            config=config.train,
+            folds=config.model_folds,
+            iterations=config.model_iterations,
+            power=config.model_power,
+        )
+        return replace(plan, lam=lam)
     if method not in SOFT_METHODS:
         return plan
     return soft_plan(
