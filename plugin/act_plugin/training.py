@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from act_plugin.act_math import act_terms, act_weights
+from act_plugin.act_math import Lam, act_terms, act_weights, check_lams
 from act_plugin.validation import check_lam
 
 if TYPE_CHECKING:
@@ -45,7 +45,7 @@ def expand_rows(
     delta: npt.ArrayLike,
     pi: npt.ArrayLike,
     *,
-    lam: float = 1.0,
+    lam: Lam = 1.0,
 ) -> list[tuple[Any, Any, float]]:
     """Weighted training rows whose weighted mean loss is the ACT loss.
 
@@ -75,8 +75,9 @@ def expand_rows(
     delta, pi : array-like of shape (N,)
         Review indicators and the inclusion probabilities they were drawn with (π_i may be 0
         only where δ_i = 0).
-    lam : float in [0, 1]
-        λ, the power-tuning factor on machine terms (1 = the paper's loss).
+    lam : float in [0, 1], or N values in [0, 1]
+        λ, the power-tuning factor on machine terms (1 = the paper's loss), or one λ_i per item
+        (fixed without reading δ_i, e.g. ``act_math.soft_lambda``).
 
     Returns
     -------
@@ -202,7 +203,7 @@ def _build_act_loss() -> type:
             delta: Any,
             pi: Any,
             *,
-            lam: float | None = None,
+            lam: Lam | torch.Tensor | None = None,
         ) -> torch.Tensor:
             """Return the scalar ACT loss (differentiable in ``logits``).
 
@@ -218,8 +219,10 @@ def _build_act_loss() -> type:
                 δ, bool or {0, 1}: whether each item was reviewed.
             pi : tensor or array-like of shape (N,)
                 π ∈ [0, 1], the inclusion probabilities δ was drawn with (0 only where δ = 0).
-            lam : float in [0, 1], optional
-                λ for this call; defaults to the one given to ``__init__``.
+            lam : float in [0, 1], or (N,) values in [0, 1], optional
+                λ for this call, or one λ_i per item (unbiased as long as λ_i does not depend
+                on δ_i: ``act_math.soft_lambda``, or a model that never saw item i); defaults
+                to the one given to ``__init__``.
 
             Returns
             -------
@@ -228,10 +231,10 @@ def _build_act_loss() -> type:
                 (``reduction="none"``); lower is better. Not bounded below by 0 when some
                 δ_i/π_i > 1 (unless ``clip``).
             """
-            lam_value = self.lam if lam is None else check_lam(lam)
             machine, human, reviewed, ratio = self._validated(
                 logits, machine_targets, human_targets, delta, pi
             )
+            lam_value = self._lam(lam, logits)
             if self.multi_label:
                 safe_human = torch.where(reviewed[:, None], human, machine)
                 machine_loss = F.binary_cross_entropy_with_logits(
@@ -246,6 +249,17 @@ def _build_act_loss() -> type:
                 human_loss = F.cross_entropy(logits, safe_human, reduction="none")
             terms = act_terms(machine_loss, human_loss, ratio, lam=lam_value, clip=self.clip)
             return terms.mean() if self.reduction == "mean" else terms
+
+        def _lam(self, lam: Any, logits: torch.Tensor) -> float | torch.Tensor:
+            """λ as a float, or the (N,) λ_i as a tensor of the logits' dtype and device."""
+            if lam is None:
+                return self.lam
+            if isinstance(lam, torch.Tensor):
+                lam = lam.detach().cpu().numpy()
+            checked = check_lams(lam, logits.shape[0])
+            if isinstance(checked, float):
+                return checked
+            return torch.as_tensor(checked, dtype=logits.dtype, device=logits.device)
 
         def _validated(
             self, logits: Any, machine_targets: Any, human_targets: Any, delta: Any, pi: Any

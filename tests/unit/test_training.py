@@ -96,6 +96,43 @@ def test_single_label_equals_the_estimate_of_independent_cross_entropies(
     np.testing.assert_allclose(machine_ce.detach().numpy(), ce_numpy(batch.logits, batch.machine))
 
 
+@pytest.mark.parametrize("multi_label", [False, True])
+def test_per_item_lambda_weighs_each_machine_term(batch: Batch, multi_label: bool) -> None:
+    """forward(lam=λ_i) is the estimate with one λ per item (as act_loss_estimate and
+    expand_rows compute it); λ_i = λ everywhere is the constant λ."""
+    delta, pi, human_filled = review(batch, seed=7)
+    lam = np.random.default_rng(3).random(N)
+    if multi_label:
+        machine, human = batch.machine_multi, np.where(delta[:, None], batch.human_multi, -1)
+        machine_loss = bce_numpy(batch.logits, batch.machine_multi)
+        human_loss = bce_numpy(batch.logits, batch.human_multi)
+    else:
+        machine, human = batch.machine, human_filled
+        machine_loss = ce_numpy(batch.logits, batch.machine)
+        human_loss = ce_numpy(batch.logits, batch.human)
+    loss_fn = ACTLoss(multi_label=multi_label)
+    loss = loss_fn(batch.logits, machine, human, delta, pi, lam=lam)
+    expected = act_loss_estimate(machine_loss, human_loss, delta, pi, lam=lam)
+    assert loss.item() == pytest.approx(expected, rel=1e-10)
+    assert loss.item() != pytest.approx(loss_fn(batch.logits, machine, human, delta, pi).item())
+    as_tensor = loss_fn(batch.logits, machine, human, delta, pi, lam=torch.as_tensor(lam))
+    assert as_tensor.item() == pytest.approx(expected, rel=1e-10)
+    constant = loss_fn(batch.logits, machine, human, delta, pi, lam=np.full(N, 0.4))
+    assert constant.item() == pytest.approx(
+        loss_fn(batch.logits, machine, human, delta, pi, lam=0.4).item(), rel=1e-12
+    )
+    with pytest.raises(ValueError, match="lam"):
+        loss_fn(batch.logits, machine, human, delta, pi, lam=lam[:-1])
+    with pytest.raises(ValueError, match="lam"):
+        loss_fn(batch.logits, machine, human, delta, pi, lam=np.full(N, 1.5))
+    rows = expand_rows(list(range(N)), batch.machine, human_filled, delta, pi, lam=lam)
+    if not multi_label:
+        x = batch.logits.detach().numpy()
+        log_p = x - np.log(np.exp(x).sum(axis=1, keepdims=True))
+        total = sum(weight * -log_p[item, target] for item, target, weight in rows)
+        assert total / N == pytest.approx(expected)
+
+
 @pytest.mark.parametrize("lam", [1.0, 0.3])
 def test_multi_label_equals_the_estimate_of_independent_bce(batch: Batch, lam: float) -> None:
     delta, pi, _ = review(batch, seed=2)
