@@ -11,6 +11,7 @@ import traceback
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -18,7 +19,7 @@ from typer.testing import CliRunner
 
 from act_backend.records import DRAW_FIELDS, review_record
 from act_backend.testing.openai_server import OpenAIStubServer
-from act_plugin.act_math import draw_review, inclusion_probabilities
+from act_plugin.act_math import cross_fitted_probabilities, draw_review, inclusion_probabilities
 from act_plugin.cli import app
 from act_plugin.labelstudio import gateway
 from act_plugin.scale.annotate import ANNOTATIONS
@@ -198,6 +199,33 @@ def test_review_imports_only_the_drawn_rows_and_sync_joins_the_reviews(
             assert row["machine_correct"] == (
                 (human[i] == machine[i]["machine_label"][0]) if reviewed else None
             )
+
+        # --soft-lambda: λ_i = λ(1 − p̂_i)^k, p̂ cross-fitted over the rows of all 4 blocks
+        for j, row in enumerate(drawn[3:15]):
+            label = machine[row]["machine_label"][0]
+            human[row] = FLIP[label] if j % 2 else label
+            ls_client.annotations.create(id=tasks[row]["id"], result=choice(human[row]))
+        soft_out = tmp_path / "soft"
+        scale("sync", "-o", out, "--out", str(soft_out), "--lambda", str(LAM),
+              "--soft-lambda", "2", "--formats", "parquet", *ls)  # fmt: skip
+        soft = [r for p in sorted((soft_out / "parquet").glob("*.parquet"))
+                for r in pq.read_table(p).to_pylist()]  # fmt: skip
+        d = np.array([float(i in human) for i in range(N_ITEMS)])
+        wrong = np.array([i in human and human[i] != machine[i]["machine_label"][0]
+                          for i in range(N_ITEMS)])  # fmt: skip
+        p_hat = cross_fitted_probabilities(eps, wrong, d, pi)
+        lam_i = LAM * (1 - p_hat) ** 2
+        kept = np.where(delta & (d == 0), 0.0, 1.0)
+        np.testing.assert_allclose([r["weight_human"] for r in soft], kept * d / pi)
+        np.testing.assert_allclose(
+            [r["weight_machine"] for r in soft], kept * lam_i * (1 - d / pi), atol=1e-12
+        )
+        per_block = np.concatenate([
+            cross_fitted_probabilities(eps[b:b + 50], wrong[b:b + 50], d[b:b + 50], pi[b:b + 50])
+            for b in range(0, N_ITEMS, 50)
+        ])  # fmt: skip
+        assert np.abs(per_block - p_hat).max() > 1e-3  # calibrated over every block, not each
+        assert wrong.sum() >= 6 and np.all(lam_i < LAM)
     finally:
         for project_id in projects.values():
             ls_client.projects.delete(id=project_id)

@@ -74,3 +74,14 @@ def test_a_row_lambda_does_not_read_its_own_review(row):
     assert any(
         before[i]["weight_machine"] != pytest.approx(after[i]["weight_machine"]) for i in others
     )
+
+
+def test_a_given_wrong_probability_replaces_the_rows_own_and_is_checked():
+    """``ls-act scale sync`` computes p̂ over every block and passes each block's share."""
+    given = np.linspace(0.05, 0.6, N)
+    rows = rows_of(WRONG, lam=0.8, soft_power=2, wrong_probability=given)
+    expected = 0.8 * (1 - given) ** 2 * (1 - np.array(DRAWN) / np.array(PI))
+    np.testing.assert_allclose([r["weight_machine"] for r in rows], expected, atol=1e-12)
+    assert rows_of(WRONG, lam=0.8, wrong_probability=given)[4]["weight_machine"] == 0.8  # k = 0
+    with pytest.raises(ValueError, match="wrong_probability must hold 10 values"):
+        rows_of(WRONG, soft_power=2, wrong_probability=given[:-1])

@@ -179,6 +179,14 @@ def sync(
         "jsonl,parquet"
     ),
     lam: Annotated[float, typer.Option("--lambda", help="λ on the machine terms (0..1).")] = 1.0,
+    soft_lambda: Annotated[
+        float,
+        typer.Option(
+            "--soft-lambda",
+            help="k > 0: per-row λ_i = λ·(1 − p̂_i)^k as `ls-act sync --soft-lambda`, p̂ "
+            "calibrated on the reviews of every block. 0 = off.",
+        ),
+    ] = 0.0,
     bot_user: Annotated[list[int] | None, typer.Option(help="User id that is not human.")] = None,
     label_studio_url: LabelStudioUrl = "http://localhost:8080",
     api_key: ApiKey = "",
@@ -198,7 +206,7 @@ def sync(
             result = sync_dataset(
                 client, store, target,
                 formats=[f.strip() for f in formats.split(",") if f.strip()],
-                lam=lam, bot_users=bot_user or (),
+                lam=lam, soft_power=soft_lambda, bot_users=bot_user or (),
                 on_progress=main._stage_progress(progress, bar),
             )  # fmt: skip
         except (ScaleError, StoreError, LabelStudioError) as exc:

@@ -5,7 +5,9 @@ each annotated row of the Parquet becomes the task ``ls-act sync`` would have re
 its ACT prediction, its review record ``meta["act"]`` with π and δ from ``review/``, and, for a
 drawn row, the annotations of its task in the shard projects), so one row per annotated item
 with the same columns and weights w_machine = λ(1 − δ/π), w_human = δ/π. Failed rows (no ACT
-prediction) have no row, as in ``ls-act sync``.
+prediction) have no row, as in ``ls-act sync``. With ``soft_power`` k > 0 the weights use a
+per-row λ_i = λ(1 − p̂_i)^k as ``ls-act sync --soft-lambda`` does, p̂ cross-fitted over the rows
+of every block together (a first pass reads the blocks for it), not block by block.
 
 Only the shard projects are read (the drawn tasks, not the whole data set); the annotations kept
 are those of the sync's fields. The training set is written per block with the writers of
@@ -17,6 +19,7 @@ byte-identical files, so a sync killed midway is simply run again.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -32,7 +35,8 @@ from act_plugin.labelstudio import Gateway
 from act_plugin.sync import Problem, build_rows
 from act_plugin.sync.fetch import ANNOTATION_FIELDS
 from act_plugin.sync.outputs import OUTPUT_NAMES, write_outputs
-from act_plugin.validation import check_lam
+from act_plugin.sync.rows import wrong_probabilities
+from act_plugin.validation import check_lam, check_real
 
 from .annotate import ANNOTATIONS, ScaleError
 from .projects import TASK_PAGE_SIZE, item_row
@@ -73,6 +77,7 @@ def sync_dataset(
     out: Path,
     *,
     lam: float = 1.0,
+    soft_power: float = 0.0,
     formats: Sequence[str] = SCALE_FORMATS,
     bot_users: Iterable[int] = (),
     on_progress: Progress | None = None,
@@ -81,6 +86,7 @@ def sync_dataset(
     chosen = _check_formats(formats)
     try:
         lam = check_lam(lam)
+        soft_power = check_real(soft_power, "soft_power", low=0.0, high=math.inf, closed="left")
     except ValueError as exc:
         raise ScaleError(str(exc)) from None
     manifest = store.manifest()
@@ -92,11 +98,16 @@ def sync_dataset(
     reviews = _annotations_by_row(Gateway(client), projects, on_progress)
     result = ScaleSyncResult()
     blocks = store.blocks()
+    model_version = draw["model_version"]
+    p_wrong: dict[int, Any] = {}
+    if soft_power:
+        p_wrong = _wrong_probabilities(store, blocks, spec, draw, reviews, bot_users)
     for block in blocks:
         tasks, failed = _block_tasks(store, block.index, spec, draw, reviews)
         rows, problems = build_rows(
-            tasks, spec, model_version=draw["model_version"], lam=lam, bot_users=bot_users
-        )
+            tasks, spec, model_version=model_version, lam=lam, soft_power=soft_power,
+            wrong_probability=p_wrong.get(block.index), bot_users=bot_users,
+        )  # fmt: skip
         # Draw-level checks count the tasks of one block against the whole draw: not ours.
         result.add(rows, [p for p in problems if p.task_id is not None])
         result.n_failed_rows += failed
@@ -105,6 +116,32 @@ def sync_dataset(
             on_progress("write", block.index + 1, len(blocks))
     result.paths = {fmt: Path(out) / fmt for fmt in chosen}
     return result
+
+
+def _wrong_probabilities(
+    store: Store,
+    blocks: Sequence[Any],
+    spec: LabelingSpec,
+    draw: Mapping[str, Any],
+    reviews: Mapping[int, list[dict[str, Any]]],
+    bot_users: Iterable[int],
+) -> dict[int, Any]:
+    """Block index → p̂ of its rows (``sync.rows.wrong_probabilities`` over every block's rows
+    at once), keeping only the columns it reads between the blocks."""
+    keep = ("suspicion", "pi", "outside_sample", "delta", "machine_correct")
+    columns: list[dict[str, Any]] = []
+    sizes: list[tuple[int, int]] = []
+    for block in blocks:
+        tasks, _ = _block_tasks(store, block.index, spec, draw, reviews)
+        rows, _ = build_rows(tasks, spec, model_version=draw["model_version"], bot_users=bot_users)
+        sizes.append((block.index, len(rows)))
+        columns.extend({k: row[k] for k in keep} for row in rows)
+    p = wrong_probabilities(columns)
+    out, start = {}, 0
+    for index, size in sizes:
+        out[index] = p[start : start + size]
+        start += size
+    return out
 
 
 def _check_formats(formats: Sequence[str]) -> tuple[str, ...]:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from act_backend.labeling import LabelingSpec
 from act_backend.records import (
@@ -27,7 +28,7 @@ from act_plugin.labelstudio import act_prediction, parse_time
 from act_plugin.review import draw_pi
 from act_plugin.sequential import last_round_weights
 
-__all__ = ["COLUMNS", "MODEL_LAST_ACTIONS", "Problem", "build_rows"]
+__all__ = ["COLUMNS", "MODEL_LAST_ACTIONS", "Problem", "build_rows", "wrong_probabilities"]
 
 COLUMNS: tuple[str, ...] = (
     "task_id",
@@ -96,6 +97,7 @@ def build_rows(
     model_version: str,
     lam: float = 1.0,
     soft_power: float = 0.0,
+    wrong_probability: npt.ArrayLike | None = None,
     bot_users: Iterable[int] = (),
     draw: Mapping[str, Any] | None = None,
 ) -> tuple[list[dict[str, Any]], list[Problem]]:
@@ -104,7 +106,9 @@ def build_rows(
     ``tasks`` are Label Studio tasks with ``predictions``, ``annotations`` and ``meta``;
     ``draw`` is the draw record the review view names
     (:func:`act_backend.records.draw_record_of`), if any. ``soft_power`` k > 0 makes λ per
-    row (:func:`_row_lambda`); 0 keeps the one ``lam``.
+    row (:func:`_row_lambda`); 0 keeps the one ``lam``. ``wrong_probability``, one p̂ per row in
+    task-id order, replaces the p̂ computed from these rows alone (a caller that has more rows,
+    as ``ls-act scale sync`` over its blocks, computes it with :func:`wrong_probabilities`).
     """
     bots = {int(b) for b in bot_users}
     acts = [(t, p) for t in tasks if (p := act_prediction(t, model_version)) is not None]
@@ -120,7 +124,13 @@ def build_rows(
     problems.extend(_draw_problems(rows, current, model_version))
     rounds = current.rounds if current is not None else ()
     _add_rounds(rows, rounds)
-    _add_weights(rows, _row_lambda(rows, lam, soft_power, rounds) if soft_power else lam, rounds)
+    if soft_power:
+        given = None if wrong_probability is None else np.asarray(wrong_probability, float)
+        if given is not None and given.shape != (len(rows),):
+            raise ValueError(f"wrong_probability must hold {len(rows)} values (one per row)")
+        _add_weights(rows, _row_lambda(rows, lam, soft_power, rounds, given), rounds)
+    else:
+        _add_weights(rows, lam, rounds)
     return rows, problems
 
 
@@ -393,28 +403,39 @@ def _add_rounds(rows: list[dict[str, Any]], rounds: Sequence[_Round]) -> None:
 
 
 def _row_lambda(
-    rows: Sequence[Mapping[str, Any]], lam: float, power: float, rounds: Sequence[_Round]
+    rows: Sequence[Mapping[str, Any]],
+    lam: float,
+    power: float,
+    rounds: Sequence[_Round],
+    given: np.ndarray | None = None,
 ) -> np.ndarray:
     """λ_i = λ · (1 − p̂_i)^k (:func:`act_plugin.act_math.soft_lambda`), p̂_i the critic's
     P(wrong) read without row i's own review, so the weights stay unbiased: over a review in
     rounds, the last round's stored calibration (fitted on the earlier rounds); for one draw,
-    :func:`act_plugin.act_math.cross_fitted_probabilities` over the draw's rows (other rows:
-    the raw suspicion)."""
-    suspicion = np.array([row["suspicion"] for row in rows], dtype=float)
+    ``given`` or :func:`wrong_probabilities` of the rows."""
     if len(rounds) > 1:
+        suspicion = np.array([row["suspicion"] for row in rows], dtype=float)
         calibration = rounds[-1].record.get("calibration")
         usable = isinstance(calibration, list) and len(calibration) == 2
         p = platt_map(*calibration)(suspicion) if usable else suspicion
     else:
-        p = suspicion.copy()
-        design = np.array([r["pi"] is not None and not r["outside_sample"] for r in rows])
-        if design.any():
-            chosen = [row for row, d in zip(rows, design, strict=True) if d]
-            wrong = [row["machine_correct"] is False for row in chosen]
-            delta = [row["delta"] for row in chosen]
-            pi = [row["pi"] for row in chosen]
-            p[design] = cross_fitted_probabilities(suspicion[design], wrong, delta, pi)
+        p = wrong_probabilities(rows) if given is None else given
     return lam * soft_lambda(p, power=power)
+
+
+def wrong_probabilities(rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
+    """p̂_i of one draw's rows (columns ``suspicion``, ``pi``, ``outside_sample``, ``delta``,
+    ``machine_correct``): :func:`act_plugin.act_math.cross_fitted_probabilities` over the rows
+    of the design (π known, not reviewed outside the sample), the raw suspicion elsewhere."""
+    p = np.array([row["suspicion"] for row in rows], dtype=float)
+    design = np.array([r["pi"] is not None and not r["outside_sample"] for r in rows], dtype=bool)
+    if design.any():
+        chosen = [row for row, d in zip(rows, design, strict=True) if d]
+        wrong = [row["machine_correct"] is False for row in chosen]
+        delta = [row["delta"] for row in chosen]
+        pi = [row["pi"] for row in chosen]
+        p[design] = cross_fitted_probabilities(p[design], wrong, delta, pi)
+    return p
 
 
 def _add_weights(
