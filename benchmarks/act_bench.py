@@ -4,7 +4,7 @@ Runs the harness of ``act_plugin.bench`` with a TOML config and prints Markdown 
 (progress goes to stderr):
 
     python benchmarks/act_bench.py                                  # benchmarks/act_bench.toml
-    python benchmarks/act_bench.py --config my.toml --json result.json
+    python benchmarks/act_bench.py --config my.toml --json result.json --png gaps.png
     python benchmarks/act_bench.py --config endpoint.toml --env     # OPENAI_* / ACT_* settings
 
 Per data set and seed: annotate → criticize → review (the true labels answer as the human) →
@@ -49,6 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", type=Path, default=DEFAULT_CONFIG, help="TOML config")
     parser.add_argument("--json", type=Path, help="also write every record to this JSON file")
     parser.add_argument(
+        "--png", type=Path, help="also draw the gap to full human against the budget (PNG)"
+    )
+    parser.add_argument(
         "--env",
         action="store_true",
         help="build the endpoint's backend settings from the environment (OPENAI_*, ACT_*)",
@@ -81,6 +84,10 @@ def main(argv: list[str] | None = None) -> int:
     print(format_result(result), end="")
     if args.json:
         args.json.write_text(json.dumps(_jsonable(result), indent=1, allow_nan=True) + "\n")
+    if args.png:
+        from act_plugin.bench.figure import gap_figure
+
+        gap_figure(result, args.png)
     return 0
 
 

@@ -24,6 +24,7 @@ from act_plugin.bench import (
 )
 from act_plugin.bench.critics import oracle_suspicion, random_suspicion
 from act_plugin.bench.data import digit_png_data_url
+from act_plugin.bench.figure import FIGURE_METHODS, gap_figure
 from act_plugin.bench.methods import review_plan
 from act_plugin.bench.report import METHOD_NAMES
 from act_plugin.bench.run import ENDPOINT_STAGE
@@ -105,6 +106,20 @@ def test_tiny_config_runs_end_to_end_and_prints_every_table(tmp_path: Path) -> N
     assert any("seed 1" in m for m in messages)
     # The embeddings were cached: a second load does not need the model.
     assert list((tmp_path / "cache").glob("minilm-*.npz"))
+
+    # The figure: gap to full human by budget, mean over seeds with its standard error
+    png = tmp_path / "gaps.png"
+    series = gap_figure(result, png, critic="knn")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert {name for name, _ in series} == {"deb", "dig"}
+    assert {m for _, m in series} == set(FIGURE_METHODS)
+    for ds in result.datasets:
+        human = {r.seed: r.accuracy for r in ds.runs if r.method == "full_human"}
+        model = [r for r in ds.runs if (r.method, r.critic) == ("ours_rounds_model", "knn")]
+        gaps = [100 * (r.accuracy - human[r.seed]) for r in model if not r.ablation]
+        ((budget, mean, se),) = series[(ds.name, "ours_rounds_model")]
+        assert budget == 0.2 and mean == pytest.approx(np.mean(gaps))
+        assert se == pytest.approx(np.std(gaps, ddof=1) / np.sqrt(2))
 
 
 def test_default_config_loads_and_bad_configs_are_refused(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from act_plugin.bench.config import BASELINES, METHODS
 from act_plugin.bench.methods import SOFT_METHODS
 from act_plugin.bench.run import ENDPOINT_STAGE, BenchResult, DatasetResult
 
-__all__ = ["METHOD_NAMES", "Verdict", "format_result", "verdicts"]
+__all__ = ["METHOD_NAMES", "Verdict", "format_result", "gaps_to_full_human", "verdicts"]
 
 METHOD_NAMES = {
     "full_human": "full human",
@@ -73,7 +73,8 @@ def _pct(budget: float) -> str:
     return f"{budget * 100:g}%"
 
 
-def _gaps(ds: DatasetResult, by_seed: dict[int, float]) -> list[float]:
+def gaps_to_full_human(ds: DatasetResult, by_seed: dict[int, float]) -> list[float]:
+    """Points of test accuracy over full human, per seed that has both (100 · (acc − human))."""
     human = ds.accuracies("full_human")
     return [100.0 * (acc - human[s]) for s, acc in by_seed.items() if s in human]
 
@@ -119,7 +120,9 @@ def verdicts(result: BenchResult) -> list[Verdict]:
         for method in (m for m in ACT_METHODS if m in cfg.methods):
             for critic in critics:
                 for budget in cfg.budgets:
-                    gaps = _gaps(ds, ds.accuracies(method, critic=critic, budget=budget))
+                    gaps = gaps_to_full_human(
+                        ds, ds.accuracies(method, critic=critic, budget=budget)
+                    )
                     gap, _, n = _stats(gaps)
                     if n == 0:
                         continue
@@ -181,7 +184,7 @@ def _dataset_section(result: BenchResult, ds: DatasetResult) -> list[str]:
                 else:
                     acc = ds.accuracies(method, critic=critic, budget=budget)
                     share = _stats(ds.human_shares(method, critic=critic, budget=budget))[0]
-                gap = "" if method == "full_human" else f"{_signed(_gaps(ds, acc))}; "
+                gap = "" if method == "full_human" else f"{_signed(gaps_to_full_human(ds, acc))}; "
                 row.append(f"{_pm(acc.values(), scale=100)} ({gap}{share * 100:.1f}%)")
             rows.append(row)
         lines += _table(["method", *(_pct(b) for b in cfg.budgets)], rows)
@@ -245,7 +248,7 @@ def _summary_section(result: BenchResult) -> list[str]:
     for ds in result.datasets:
         best = None
         for method in (m for m in ACT_METHODS if m in cfg.methods):
-            gaps = _gaps(ds, ds.accuracies(method, critic=critic, budget=budget))
+            gaps = gaps_to_full_human(ds, ds.accuracies(method, critic=critic, budget=budget))
             gap, _, n = _stats(gaps)
             if n and (best is None or gap > best[0]):
                 best = (gap, method)
