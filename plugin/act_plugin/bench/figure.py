@@ -73,7 +73,7 @@ def gap_figure(
 
     series = gap_series(result, critic=critic, methods=methods)
     names = [ds.name for ds in result.datasets]
-    fig = Figure(figsize=(5.2 * len(names), 4.4), dpi=100, layout="constrained")
+    fig = Figure(figsize=(5.2 * len(names), 5.2), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
     axes = np.atleast_1d(fig.subplots(1, len(names), squeeze=False)[0])
     target = result.config.target_gap
@@ -89,11 +89,16 @@ def gap_figure(
             )
         ax.axhline(0.0, color="#888888", linewidth=1)
         ax.axhline(
-            -target, color="#c0392b", linestyle="--", linewidth=1, label=f"−{target:g} points"
+            -target,
+            color="#c0392b",
+            linestyle="--",
+            linewidth=1,
+            label=f"target: −{target:g} point{'' if target == 1 else 's'}",
         )
         ax.set_title(f"{name} (critic {critic or result.config.primary_critic})")
         ax.set_xlabel("human budget (% of the pool)")
         ax.set_ylabel("test accuracy − full human (points)")
-    axes[-1].legend(fontsize="small", frameon=False, loc="lower right")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=3, fontsize="small")
     fig.savefig(path, format="png", metadata={"Software": None})
     return series
