@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import numpy.typing as npt
 
-from act_plugin.act_math import Lam, act_terms, act_weights, check_lams
+from act_plugin.act_math import Lam, act_terms, act_weights
 from act_plugin.validation import check_lam
 
 if TYPE_CHECKING:
@@ -251,15 +251,21 @@ def _build_act_loss() -> type:
             return terms.mean() if self.reduction == "mean" else terms
 
         def _lam(self, lam: Any, logits: torch.Tensor) -> float | torch.Tensor:
-            """λ as a float, or the (N,) λ_i as a tensor of the logits' dtype and device."""
+            """λ as a float, or the (N,) λ_i as a tensor of the logits' dtype and device,
+            checked there as π is (no copy to the host)."""
             if lam is None:
                 return self.lam
-            if isinstance(lam, torch.Tensor):
-                lam = lam.detach().cpu().numpy()
-            checked = check_lams(lam, logits.shape[0])
-            if isinstance(checked, float):
-                return checked
-            return torch.as_tensor(checked, dtype=logits.dtype, device=logits.device)
+            if np.ndim(lam) == 0:
+                return check_lam(lam.item() if isinstance(lam, torch.Tensor) else lam)
+            lam_t = as_tensor(lam, "lam", logits).to(logits.dtype)
+            n = logits.shape[0]
+            if tuple(lam_t.shape) != (n,):
+                shape = tuple(lam_t.shape)
+                raise ValueError(f"lam must be a number or have shape ({n},); got {shape}")
+            bad = ~((lam_t >= 0) & (lam_t <= 1))  # also catches NaN
+            if bad.any():
+                raise ValueError(first_bad(lam_t, bad, "lam", "lie in [0, 1]"))
+            return lam_t
 
         def _validated(
             self, logits: Any, machine_targets: Any, human_targets: Any, delta: Any, pi: Any

@@ -101,6 +101,11 @@ def check_lam(lam: object) -> float:
     return check_real(lam, "lam", low=0.0, high=1.0, closed="both")
 
 
+def check_soft_power(power: object) -> float:
+    """k of the per-row λ_i = λ(1 − p̂_i)^k of a sync, as a float ≥ 0 (0: one λ for all)."""
+    return check_real(power, "soft_power", low=0.0, high=math.inf, closed="left")
+
+
 def budget_count(budget: object, n: int) -> float:
     """B as an expected count: an int in [1, N], or a float fraction in (0, 1) times N."""
     if isinstance(budget, (int, np.integer)) and not isinstance(budget, bool):

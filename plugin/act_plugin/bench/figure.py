@@ -44,11 +44,7 @@ def gap_series(
         for method in (m for m in methods if m in config.methods):
             points = []
             for budget in sorted(config.budgets):
-                by_seed = ds.accuracies(
-                    method,
-                    critic=None if method == "full_machine" else chosen,
-                    budget=None if method == "full_machine" else budget,
-                )
+                by_seed = ds.accuracies(method, critic=chosen, budget=budget)  # baselines: any
                 gaps = gaps_to_full_human(ds, by_seed)
                 if gaps:
                     se = (
@@ -75,7 +71,7 @@ def gap_figure(
     names = [ds.name for ds in result.datasets]
     fig = Figure(figsize=(5.2 * len(names), 5.2), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
-    axes = np.atleast_1d(fig.subplots(1, len(names), squeeze=False)[0])
+    axes = fig.subplots(1, len(names), squeeze=False)[0]
     target = result.config.target_gap
     for ax, name in zip(axes, names, strict=True):
         for method in methods:

@@ -19,7 +19,6 @@ byte-identical files, so a sync killed midway is simply run again.
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -36,7 +35,7 @@ from act_plugin.sync import Problem, build_rows
 from act_plugin.sync.fetch import ANNOTATION_FIELDS
 from act_plugin.sync.outputs import OUTPUT_NAMES, write_outputs
 from act_plugin.sync.rows import wrong_probabilities
-from act_plugin.validation import check_lam, check_real
+from act_plugin.validation import check_lam, check_soft_power
 
 from .annotate import ANNOTATIONS, ScaleError
 from .projects import TASK_PAGE_SIZE, item_row
@@ -86,7 +85,7 @@ def sync_dataset(
     chosen = _check_formats(formats)
     try:
         lam = check_lam(lam)
-        soft_power = check_real(soft_power, "soft_power", low=0.0, high=math.inf, closed="left")
+        soft_power = check_soft_power(soft_power)
     except ValueError as exc:
         raise ScaleError(str(exc)) from None
     manifest = store.manifest()

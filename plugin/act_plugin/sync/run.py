@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +17,7 @@ from act_plugin.labelstudio import (
     model_versions,
     resolve_model_version,
 )
-from act_plugin.validation import check_lam, check_real
+from act_plugin.validation import check_lam, check_soft_power
 
 from .fetch import Fetched, Progress, fetch, load_state, state_of
 from .outputs import FORMATS, OutputError, write_outputs
@@ -178,7 +177,7 @@ def _check_lam(lam: object) -> float:
 
 def _check_soft_power(power: object) -> float:
     try:
-        return check_real(power, "soft_power", low=0.0, high=math.inf, closed="left")
+        return check_soft_power(power)
     except ValueError as err:
         raise SyncError(str(err)) from None
 
