@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from act_plugin.bench import TrainConfig, config_from_dict
-from act_plugin.bench.methods import ReviewPlan, review_plan
-from act_plugin.bench.model_critic import model_lambda
+from act_plugin.bench.critics import KnnCritic
+from act_plugin.bench.methods import ReviewPlan, review_plan, rounds_review
+from act_plugin.bench.model_critic import model_lambda, post_review_probability
 
 CONFIG = TrainConfig(epochs=60)
 
@@ -78,6 +79,54 @@ def test_lambda_of_a_row_does_not_read_its_own_review(iterations: int) -> None:
         same_fold = np.arange(truth.size) % folds == i % folds
         np.testing.assert_array_equal(lam[same_fold], base[same_fold])
         assert np.abs(lam[~same_fold] - base[~same_fold]).max() > 1e-4
+
+
+def test_a_post_review_critic_reads_no_last_round_review_of_the_row_itself() -> None:
+    """With p re-scored after the last round (the kNN critic sees the other folds' last-round
+    reviews), changing row i's last-round review still leaves λ_i exactly as is, while p of
+    the other folds' rows moves (their neighbours' reviews count)."""
+    x, truth, machine = _clusters(150, seed=3)
+    critic = KnnCritic(x, machine, n_classes=3)
+
+    def rescore(reviewed: np.ndarray, seen: np.ndarray) -> np.ndarray:
+        return critic.suspicion(np.where(reviewed, seen, machine), reviewed, human_weight=3.0)
+
+    plan = rounds_review(
+        critic.initial, 0.3, human=truth, machine=machine, rounds=3, rule="thresholded",
+        floor=0.3, beta=10.0, seed=np.random.SeedSequence(2), rescore=rescore, weights="last",
+        audit=True,
+    )  # fmt: skip
+    folds = 3
+
+    def lam_of(changed: ReviewPlan, labels: np.ndarray) -> np.ndarray:
+        p = post_review_probability(changed, rescore, labels, folds=folds)
+        return model_lambda(x, machine, labels, changed, p, n_classes=3, config=CONFIG, folds=folds)
+
+    base = lam_of(plan, truth)
+    last = plan.deltas[-1]
+    i = int(np.flatnonzero(last)[0])
+    same_fold = np.arange(truth.size) % folds == i % folds
+    unreviewed = plan.delta.copy()
+    unreviewed[i] = False
+    deltas = (*plan.deltas[:-1], last & (np.arange(truth.size) != i))
+    flipped = truth.copy()  # found right where it was wrong, or wrong where right
+    flipped[i] = machine[i] if machine[i] != truth[i] else (machine[i] + 1) % 3
+    for changed, labels in (
+        (replace(plan, delta=unreviewed, deltas=deltas), truth),
+        (plan, flipped),
+    ):
+        lam = lam_of(changed, labels)
+        np.testing.assert_array_equal(lam[same_fold], base[same_fold])
+        assert np.abs(lam[~same_fold] - base[~same_fold]).max() > 1e-4
+        # the contexts that exclude row i's fold never read its review; the others do
+        p_changed = post_review_probability(changed, rescore, labels, folds=folds)
+        p_base = post_review_probability(plan, rescore, truth, folds=folds)
+        k = i % folds
+        for excluded in ({k}, {k, (k + 1) % folds}, {k, (k + 2) % folds}):
+            np.testing.assert_array_equal(
+                p_changed(frozenset(excluded)), p_base(frozenset(excluded))
+            )
+        assert np.abs(p_changed(frozenset()) - p_base(frozenset())).max() > 1e-4
 
 
 def test_bad_settings_are_refused() -> None:

@@ -110,6 +110,59 @@ def test_one_round_is_the_single_draw_act_loss() -> None:
     np.testing.assert_allclose(plan.ratio, act_weights(plan.delta, pi)[1])
 
 
+def test_an_audit_design_searches_without_the_floor_and_audits_with_it() -> None:
+    """Rounds 1 … R − 1 draw the rule without the floor (π = 0 on the rows below the top), the
+    last round with it (π > 0 on every row left); the sequential combination is refused."""
+    x, truth, machine = _clusters(240)
+    critic = KnnCritic(x, machine, n_classes=3)
+
+    def rescore(reviewed: np.ndarray, seen: np.ndarray) -> np.ndarray:
+        return critic.suspicion(np.where(reviewed, seen, machine), reviewed, human_weight=3.0)
+
+    common = dict(human=truth, machine=machine, rounds=4, rule="thresholded", floor=0.3,
+                  beta=10.0, seed=np.random.SeedSequence(1), rescore=rescore)  # fmt: skip
+    plan = rounds_review(critic.initial, 0.2, weights="last", audit=True, **common)
+    np.testing.assert_allclose([p.sum() for p in plan.pis], [12.0] * 4, rtol=1e-6)
+    for r in range(3):
+        left = ~np.any(plan.deltas[:r], axis=0) if r else np.ones(240, dtype=bool)
+        assert (plan.pis[r][left] == 0.0).sum() > 150  # no floor: most rows left get π = 0
+    before = np.any(plan.deltas[:3], axis=0)
+    assert np.all(plan.pis[3][~before] >= 0.3 * 12.0 / (~before).sum() - 1e-12)
+    np.testing.assert_allclose(
+        plan.pis[0], inclusion_probabilities(critic.initial, 0.05, rule="thresholded", floor=0.0)
+    )
+    assert plan.calibration is not None
+    np.testing.assert_allclose(plan.calibration(plan.raw_suspicion), plan.suspicion)
+    with pytest.raises(ValueError, match=r"audit design .* needs weights='last'"):
+        rounds_review(critic.initial, 0.2, weights="sequential", audit=True, **common)
+
+
+def test_the_last_round_loss_is_unbiased_after_search_rounds_without_a_floor() -> None:
+    """The last-round loss needs a floor only in the last round: E[loss] = Σ ℓ_i with the
+    earlier rounds spent on the top rows alone, while the critic adapts."""
+    x, truth, machine = _clusters(60, seed=4)
+    critic = KnnCritic(x, machine, n_classes=3)
+    rng = np.random.default_rng(5)
+    machine_loss = rng.random(60) + (machine != truth) * 2.0
+    human_loss = rng.random(60)
+
+    def rescore(reviewed: np.ndarray, seen: np.ndarray) -> np.ndarray:
+        return critic.suspicion(np.where(reviewed, seen, machine), reviewed, human_weight=3.0)
+
+    totals = []
+    for draw in range(600):
+        plan = rounds_review(
+            critic.initial, 0.2, human=truth, machine=machine, rounds=3, rule="thresholded",
+            floor=0.3, beta=10.0, seed=np.random.SeedSequence([draw, 7]), rescore=rescore,
+            weights="last", audit=True,
+        )  # fmt: skip
+        w_h = plan.ratio
+        totals.append(float(((1.0 - w_h) * machine_loss + w_h * human_loss).sum()))
+    mean, se = float(np.mean(totals)), float(np.std(totals) / np.sqrt(len(totals)))
+    assert abs(mean - human_loss.sum()) < 4 * se + 1e-9
+    assert se > 0
+
+
 @pytest.mark.parametrize("weights", ["sequential", "last"])
 def test_round_weights_give_an_unbiased_loss_although_the_critic_adapts(weights: str) -> None:
     """E[Σ_i w_m,i ℓᵐ_i + w_h,i ℓ_i] = Σ_i ℓ_i over the draws, for any fixed losses, while each

@@ -51,7 +51,9 @@ BASELINES: tuple[str, ...] = ("full_human", "full_machine")
 #: ``ours_rounds_soft_raw``: ``ours_rounds_last`` with λ_i = 1 − the suspicion of the last
 #: round, calibrated on the earlier rounds / raw (``methods.soft_plan``);
 #: ``ours_rounds_model``: ``ours_rounds_last`` with λ_i = (q_i (1 − p_i))^k, q_i the
-#: probability cross-fitted downstream models give ŷ_i (``model_critic.model_lambda``).
+#: probability cross-fitted downstream models give ŷ_i (``model_critic.model_lambda``);
+#: ``ours_audit`` / ``ours_audit_model``: the same with the floor in the last round only (the
+#: earlier rounds search without it) and, for the model, p_i re-scored after the last round.
 METHODS: tuple[str, ...] = (
     *BASELINES,
     "normalized",
@@ -68,6 +70,8 @@ METHODS: tuple[str, ...] = (
     "ours_rounds_soft",
     "ours_rounds_soft_raw",
     "ours_rounds_model",
+    "ours_audit",
+    "ours_audit_model",
 )
 #: ``endpoint``: the suspicion of the critic configured in the backend settings (an LLM), only
 #: for data sets whose annotator is ``endpoint``.
@@ -313,7 +317,8 @@ class BenchConfig:
     (``ours_soft``, ``ours_rounds_soft`` and their ``_raw`` forms) use λ_i = (1 − p_i)^k,
     k = ``soft_power`` (1 by default); ``ours_rounds_model`` λ_i = (q_i (1 − p_i))^k with
     q_i from ``model_folds``-fold cross-fitted downstream models refined over
-    ``model_iterations``, k = ``model_power`` (``model_critic.model_lambda``); ``beta`` the
+    ``model_iterations``, k = ``model_power`` (``model_critic.model_lambda``);
+    ``ours_audit*`` use ``rounds_floor`` in the last round only; ``beta`` the
     exponential rule's slope; ``primary_critic`` the critic of the cross-data-set summary; the
     verdict asks for a gap to full human ≤ ``target_gap`` points at a human budget
     ≤ ``target_budget`` with a deployable (non-oracle) critic.

@@ -27,6 +27,7 @@ FIGURE_METHODS: tuple[str, ...] = (
     "ours_rounds_last",
     "ours_rounds_soft",
     "ours_rounds_model",
+    "ours_audit_model",
 )
 #: (data set, method) → [(budget, mean gap, standard error)], budgets ascending.
 Series = dict[tuple[str, str], list[tuple[float, float, float]]]

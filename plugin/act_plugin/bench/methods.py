@@ -39,6 +39,20 @@ down-weights the suspicious machine labels left unreviewed and shrinks the negat
 - ``ours_rounds_model``: the review of ``ours_rounds``, the last-round loss with
   λ_i = (q_i (1 − p_i))^k, p_i as in ``ours_rounds_soft`` and q_i the probability that
   cross-fitted downstream models, never fitted on row i, give ŷ_i (``model_critic``).
+
+Search rounds and an audit round (:data:`AUDIT_METHODS`): the last-round loss needs π_R > 0 on
+every row left, not a floor in the earlier rounds, since it counts their reviews as known
+whatever rule drew them. So rounds 1 … R − 1 may spend all of their budget on the most
+suspicious rows (the rule without a floor) and only the last round keeps the floor:
+
+- ``ours_audit``: that review, the last-round loss (λ = 1);
+- ``ours_audit_model``: the same draws, λ_i of ``ours_rounds_model`` with p_i re-scored after
+  the last round too (``model_critic.post_review_probability``: the critic sees every review
+  but those of row i's fold in the last round).
+
+Only the last round's estimate of the error count is then unbiased (the earlier rounds' miss
+the rows they gave π = 0), so this design is for training and the final interval, not for a
+certificate that may stop after any round.
 """
 
 from __future__ import annotations
@@ -59,9 +73,12 @@ from act_plugin.act_math import (
 from act_plugin.sequential import last_round_weights, sequential_weights
 
 __all__ = [
+    "AUDIT_METHODS",
+    "MODEL_METHODS",
     "PAPER_RULES",
     "ROUND_METHODS",
     "SOFT_METHODS",
+    "Rescore",
     "ReviewPlan",
     "review_plan",
     "rounds_review",
@@ -76,7 +93,13 @@ ROUND_METHODS: dict[str, str] = {
     "ours_rounds_soft": "last",
     "ours_rounds_soft_raw": "last",
     "ours_rounds_model": "last",
+    "ours_audit": "last",
+    "ours_audit_model": "last",
 }
+#: Round methods whose floor applies in the last round only (module docstring); they share draws.
+AUDIT_METHODS: frozenset[str] = frozenset({"ours_audit", "ours_audit_model"})
+#: Round methods whose λ_i comes from cross-fitted downstream models (``model_critic``).
+MODEL_METHODS: frozenset[str] = frozenset({"ours_rounds_model", "ours_audit_model"})
 #: Methods with a per-row λ_i = 1 − p_i → (the method whose review they reuse, what p_i is:
 #: ``"calibrated"`` or ``"raw"`` suspicion); module docstring.
 SOFT_METHODS: dict[str, tuple[str, str]] = {
@@ -108,7 +131,8 @@ class ReviewPlan:
     then weighs λ(1 − w_h)): a review in rounds, whose weights are not those of one draw.
     ``pis`` / ``deltas`` hold the rounds' own (π_r, δ_r) when there were rounds. ``lam``, when
     given, is a per-row λ_i ∈ [0, 1] (fixed without reading δ_i) replacing the trainer's
-    constant λ; ``suspicion`` is the ε̂ the last draw's π came from (kept for :func:`soft_plan`).
+    constant λ; ``suspicion`` is the ε̂ the last draw's π came from (kept for :func:`soft_plan`),
+    ``calibration`` the map from raw to calibrated suspicion it was computed with (rounds).
     """
 
     delta: NDArray[np.bool_]
@@ -119,6 +143,7 @@ class ReviewPlan:
     lam: NDArray[np.float64] | None = None
     suspicion: NDArray[np.float64] | None = None
     raw_suspicion: NDArray[np.float64] | None = None
+    calibration: Callable[[NDArray[np.float64]], NDArray[np.float64]] | None = None
 
     @property
     def human_share(self) -> float:
@@ -210,6 +235,7 @@ def rounds_review(
     rescore: Rescore | None = None,
     calibrate: bool = True,
     weights: str = "sequential",
+    audit: bool = False,
 ) -> ReviewPlan:
     """Review in ``rounds`` rounds of B/K expected reviews each (B = ``budget`` · N).
 
@@ -220,6 +246,8 @@ def rounds_review(
     Platt calibration fitted on every row reviewed so far (its error e_i = 1(ŷ_i ≠ y_i) is
     known), weights 1/π_s of the round s that drew it: an estimate of P(wrong | ε̂) over all
     rows, as in ``act_math.calibrate_suspicion``. ``human`` is read only on reviewed rows.
+    With ``audit``, rounds 1 … R − 1 draw without the floor and only the last round with it
+    (module docstring; then only ``weights="last"`` is unbiased).
 
     Every round spends B/K in expectation (so Σ_r Σ_i π_ri = B); when fewer rows are left than
     that, all of them are reviewed (π = 1) and the review stops. Returns the plan with
@@ -229,16 +257,20 @@ def rounds_review(
     human, so one found in a late round keeps much of its machine label's weight);
     ``"last"``, the last round's ACT loss alone (module docstring). The plan keeps the
     suspicion the last round's π came from (``suspicion``, calibrated) and its raw re-scored
-    form (``raw_suspicion``), both fixed given rounds 1 … R − 1 (for :func:`soft_plan`).
+    form (``raw_suspicion``), both fixed given rounds 1 … R − 1 (for :func:`soft_plan`), and
+    the calibration map between them (``calibration``; None without one).
     """
     if weights not in ("sequential", "last"):
         raise ValueError(f"weights must be 'sequential' or 'last'; got {weights!r}")
+    if audit and weights != "last":
+        raise ValueError("an audit design (floor in the last round only) needs weights='last'")
     n = suspicion.size
     total = float(budget) * n
     per_round = total / rounds
     rng = np.random.default_rng(seed)
     eps = np.asarray(suspicion, dtype=np.float64)
     raw = eps
+    fitted = None
     reviewed = np.zeros(n, dtype=bool)
     drawn_pi = np.zeros(n)
     pis: list[NDArray[np.float64]] = []
@@ -249,8 +281,9 @@ def rounds_review(
         if per_round >= left.size:
             pi[left] = 1.0
         else:
+            floor_r = floor if not audit or r == rounds - 1 else 0.0
             pi[left] = inclusion_probabilities(
-                eps[left], per_round / left.size, rule=rule, floor=floor, beta=beta
+                eps[left], per_round / left.size, rule=rule, floor=floor_r, beta=beta
             )
         delta = draw_review(pi, seed=rng)
         pis.append(pi)
@@ -266,7 +299,7 @@ def rounds_review(
             fitted = calibrate_suspicion(raw[reviewed], wrong, 1.0 / drawn_pi[reviewed])
             eps = fitted(raw)
         else:
-            eps = raw
+            fitted, eps = None, raw
     pi_shown = np.where(reviewed, drawn_pi, pis[-1])
     if weights == "sequential":
         weight_human = sequential_weights(pis, deltas)[1]
@@ -280,4 +313,5 @@ def rounds_review(
         deltas=tuple(deltas),
         suspicion=eps,
         raw_suspicion=raw,
+        calibration=fitted,
     )

@@ -18,10 +18,14 @@ k either (recursively: iteration t's λ of the rows outside a set E of folds use
 outside E and one more fold). So λ_i is a function of the other folds' draws δ_j, which are
 independent of δ_i in the last round, and never of δ_i itself. The cost is Σ_{s=1..T} C(F, s)
 models, batched per iteration (15 for F = 5, T = 2).
+
+p may read the last round's reviews too, under the same rule (``post_review_probability``):
+in the context "without the folds E" it reads no last-round review of E.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from itertools import combinations
 from typing import Any
@@ -30,10 +34,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from act_plugin.bench.config import TrainConfig
-from act_plugin.bench.methods import ReviewPlan
+from act_plugin.bench.methods import Rescore, ReviewPlan
 from act_plugin.bench.train import fit_act_models
 
-__all__ = ["model_lambda"]
+__all__ = ["model_lambda", "post_review_probability"]
+
+#: p in the context "without the folds E" (``model_lambda``): E → P(wrong) of every row.
+Probability = Callable[[frozenset[int]], NDArray[np.float64]]
 
 
 def model_lambda(
@@ -41,7 +48,7 @@ def model_lambda(
     machine: NDArray[np.int64],
     human: NDArray[np.int64],
     plan: ReviewPlan,
-    wrong_probability: NDArray[np.float64],
+    wrong_probability: NDArray[np.float64] | Probability,
     *,
     n_classes: int,
     config: TrainConfig,
@@ -49,7 +56,9 @@ def model_lambda(
     iterations: int = 2,
     power: float = 4.0,
 ) -> NDArray[np.float64]:
-    """λ_i = (q_i (1 − p_i))^k of the module docstring, p_i = ``wrong_probability``.
+    """λ_i = (q_i (1 − p_i))^k of the module docstring, p_i = ``wrong_probability``: fixed
+    given rounds 1 … R − 1, or a function of the folds E whose last-round reviews it must not
+    read (:func:`post_review_probability`).
 
     ``human`` is read only where the plan reviewed (δ = 1); the plan's weights (``ratio``) are
     those the models are trained with. ``iterations`` ≥ 1 and 2 ≤ ``folds`` ≤ N.
@@ -62,11 +71,13 @@ def model_lambda(
     if not iterations < folds:
         raise ValueError(f"iterations ({iterations}) must be < folds ({folds})")
     fold = np.arange(n) % folds
-    p = np.asarray(wrong_probability, np.float64)
-    prior = (1.0 - p) ** power
+    p_without = _as_function(wrong_probability)
     # lam[E]: the λ of the rows outside the folds E at the current iteration, computed without
-    # reading them; iteration 0 reads nothing.
-    lam = {frozenset(e): prior for e in combinations(range(folds), iterations)}
+    # reading them; iteration 0 reads nothing but p.
+    lam = {
+        frozenset(e): (1.0 - p_without(frozenset(e))) ** power
+        for e in combinations(range(folds), iterations)
+    }
     for size in range(iterations, 0, -1):
         # one model per set S of `size` folds, fitted outside S with lam[S]; it scores each fold
         # k ∈ S for E = S ∖ {k}
@@ -83,12 +94,46 @@ def model_lambda(
         )
         nxt = {frozenset(e): np.zeros(n) for e in combinations(range(folds), size - 1)}
         for s, report in zip(sets, reports, strict=True):
+            p = p_without(s)  # reads no last-round review of s ∋ k
             for k in s:
                 rows = fold == k
                 q = _probability_of(report.model.logits(features[rows]), machine[rows])
                 nxt[s - {k}][rows] = (q * (1.0 - p[rows])) ** power
         lam = nxt
     return lam[frozenset()]
+
+
+def post_review_probability(
+    plan: ReviewPlan, rescore: Rescore, human: NDArray[np.int64], *, folds: int = 5
+) -> Probability:
+    """p after the last round: the critic re-scored with every review but the excluded folds'
+    last-round ones, mapped through the calibration the last round's π came from.
+
+    For folds E, the function returned re-scores without the last-round reviews of E: what
+    :func:`model_lambda` may read in the context E (the rows reviewed before the last round are
+    fixed given the past and always count). ``human`` is read only where the plan reviewed;
+    ``folds`` must be :func:`model_lambda`'s.
+    """
+    fold = np.arange(plan.delta.size) % folds
+    last = plan.deltas[-1] if plan.deltas else plan.delta
+    before = plan.delta & ~last
+    cache: dict[frozenset[int], NDArray[np.float64]] = {}
+
+    def without(excluded: frozenset[int]) -> NDArray[np.float64]:
+        if excluded not in cache:
+            seen = before | (last & ~np.isin(fold, list(excluded)))
+            raw = rescore(seen, np.where(seen, human, -1))
+            cache[excluded] = plan.calibration(raw) if plan.calibration is not None else raw
+        return cache[excluded]
+
+    return without
+
+
+def _as_function(p: NDArray[np.float64] | Probability) -> Probability:
+    if callable(p):
+        return p
+    fixed = np.asarray(p, np.float64)
+    return lambda _excluded: fixed
 
 
 def _outside(plan: ReviewPlan, keep: NDArray[np.bool_], lam: NDArray[np.float64]) -> ReviewPlan:

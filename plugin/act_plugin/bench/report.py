@@ -36,6 +36,8 @@ METHOD_NAMES = {
     "ours_rounds_soft": "ours: rounds, last-round weights, λ_i = 1 − calibrated ε̂",
     "ours_rounds_soft_raw": "ours: rounds, last-round weights, λ_i = 1 − ε̂",
     "ours_rounds_model": "ours: rounds, last-round weights, λ_i from cross-fitted models",
+    "ours_audit": "ours: search rounds + audit round (floor last), last-round weights",
+    "ours_audit_model": "ours: search + audit rounds, λ_i from cross-fitted models",
 }
 #: Methods that count as "ACT" for the target (the paper's rules and ours): every method but
 #: the baselines, random review and top-B.

@@ -19,7 +19,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -41,14 +41,17 @@ from act_plugin.bench.critics import (
 )
 from act_plugin.bench.data import BenchData, load_data, stratified_split
 from act_plugin.bench.methods import (
+    AUDIT_METHODS,
+    MODEL_METHODS,
     ROUND_METHODS,
     SOFT_METHODS,
+    Rescore,
     ReviewPlan,
     review_plan,
     rounds_review,
     soft_plan,
 )
-from act_plugin.bench.model_critic import model_lambda
+from act_plugin.bench.model_critic import model_lambda, post_review_probability
 from act_plugin.bench.train import fit_act_models
 
 if TYPE_CHECKING:
@@ -510,31 +513,16 @@ def _plan(
     pool: _Pool,
     knn: dict[str, KnnCritic],
 ) -> ReviewPlan:
-    """The review of ``method``; a per-row λ method (``SOFT_METHODS``, ``ours_rounds_model``)
+    """The review of ``method``; a per-row λ method (``SOFT_METHODS``, ``MODEL_METHODS``)
     reuses its base method's draws (the same seed) and adds λ_i (``methods.soft_plan``,
     ``model_critic.model_lambda``)."""
     review = method
     if method in SOFT_METHODS and method not in ROUND_METHODS:
         review = SOFT_METHODS[method][0]
+    rescore = _rescorer(critic, config, pool, knn) if review in ROUND_METHODS else None
     if review in ROUND_METHODS:
-        rescore = None
-        if critic == "knn":  # reviewed neighbours vote with their human labels
-            if "knn" not in knn:
-                knn["knn"] = KnnCritic(
-                    pool.pool.features,
-                    pool.machine,
-                    n_classes=pool.pool.n_classes,
-                    label_scores=pool.scores,
-                    k=config.knn_k,
-                )
-            scorer = knn["knn"]
-
-            def rescore(reviewed: NDArray[np.bool_], seen: NDArray[np.int64]) -> NDArray:
-                reference = np.where(reviewed, seen, pool.machine)
-                return scorer.suspicion(
-                    reference, reviewed, human_weight=config.rounds_human_weight
-                )
-
+        audit = review in AUDIT_METHODS
+        design = "ours_audit" if audit else "ours_rounds"  # its methods share the draws
         plan = rounds_review(
             suspicion[critic],
             budget,
@@ -544,9 +532,10 @@ def _plan(
             rule=config.rounds_rule,
             floor=config.rounds_floor,
             beta=config.beta,
-            seed=_seed(seed, dataset.name, critic, "ours_rounds", f"{budget:.6f}"),  # shared
+            seed=_seed(seed, dataset.name, critic, design, f"{budget:.6f}"),
             rescore=rescore,
             weights=ROUND_METHODS[review],
+            audit=audit,
         )
     else:
         plan = review_plan(
@@ -558,14 +547,19 @@ def _plan(
             beta=config.beta,
             seed=_seed(seed, dataset.name, critic, review, f"{budget:.6f}"),
         )
-    if method == "ours_rounds_model":
+    if method in MODEL_METHODS:
         assert plan.suspicion is not None
+        probability: Any = plan.suspicion
+        if method == "ours_audit_model" and rescore is not None:
+            probability = post_review_probability(
+                plan, rescore, pool.pool.labels, folds=config.model_folds
+            )
         lam = model_lambda(
             pool.pool.features,
             pool.machine,
             pool.pool.labels,
             plan,
-            plan.suspicion,
+            probability,
             n_classes=pool.pool.n_classes,
             config=config.train,
             folds=config.model_folds,
@@ -582,6 +576,30 @@ def _plan(
         wrong=pool.machine != pool.pool.labels,
         power=config.soft_power,
     )
+
+
+def _rescorer(
+    critic: str, config: BenchConfig, pool: _Pool, knn: dict[str, KnnCritic]
+) -> Rescore | None:
+    """The kNN critic re-scored with reviewed neighbours voting with their human labels; None
+    for the other critics (they are only recalibrated)."""
+    if critic != "knn":
+        return None
+    if "knn" not in knn:
+        knn["knn"] = KnnCritic(
+            pool.pool.features,
+            pool.machine,
+            n_classes=pool.pool.n_classes,
+            label_scores=pool.scores,
+            k=config.knn_k,
+        )
+    scorer = knn["knn"]
+
+    def rescore(reviewed: NDArray[np.bool_], seen: NDArray[np.int64]) -> NDArray[np.float64]:
+        reference = np.where(reviewed, seen, pool.machine)
+        return scorer.suspicion(reference, reviewed, human_weight=config.rounds_human_weight)
+
+    return rescore
 
 
 def _train_and_test(
