@@ -33,6 +33,11 @@ Then, with the shipped code of ``act_plugin.sequential``:
   accuracy < t), which must be ≤ 0.05; ``met`` = P(certified at some round); ``spent`` = the
   mean budget spent (the rounds used × B/K, all of B when never met) as a share of B.
 
+``--search-rounds``: rounds 1 … K − 1 without the floor, the floor in round K only (``ls-act
+review --search-rounds``); the estimate then comes from the last round alone
+(``sequential_error_count`` gives the search rounds weight 0), and no certificate is computed
+(``ls-act`` refuses a target with search rounds).
+
 Monte-Carlo SE of a share near 0.95 (or 0.05): √(0.95 · 0.05 / draws), 0.013 at 300 draws.
 """
 
@@ -96,9 +101,15 @@ class Cell(_COVERAGE.Cell):
 
 
 def simulate(
-    cell: Cell, eps: np.ndarray, wrong: np.ndarray, rng: np.random.Generator
+    cell: Cell,
+    eps: np.ndarray,
+    wrong: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    search: bool = False,
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """One review in ``cell.rounds`` rounds: (π_r, δ_r) per round, each of shape (N,)."""
+    """One review in ``cell.rounds`` rounds: (π_r, δ_r) per round, each of shape (N,); with
+    ``search``, the floor only in the last round."""
     n = eps.size
     per_round = cell.budget * n / cell.rounds
     reviewed = np.zeros(n, dtype=bool)
@@ -113,8 +124,9 @@ def simulate(
             calibrated = calibrate_suspicion(eps[reviewed], wrong[reviewed], inverse[reviewed])
             suspicion = calibrated(eps)
         pi = np.zeros(n)
+        floor = 0.0 if search and r < cell.rounds - 1 else cell.floor
         pi[pool] = inclusion_probabilities(
-            suspicion[pool], per_round / pool.sum(), rule=cell.rule, floor=cell.floor
+            suspicion[pool], per_round / pool.sum(), rule=cell.rule, floor=floor
         )
         delta = rng.random(n) < pi
         inverse[delta] = 1.0 / pi[delta]
@@ -125,10 +137,17 @@ def simulate(
 
 
 def run_cell(
-    cell: Cell, *, populations: int, draws: int, seed: int, stopping: bool = False
+    cell: Cell,
+    *,
+    populations: int,
+    draws: int,
+    seed: int,
+    stopping: bool = False,
+    search: bool = False,
 ) -> dict[str, dict]:
     """Coverage, width and bias per method, and the certificate's figures per target; with
-    ``stopping``, also the bias of the (model-assisted) estimate of T at the stopping round."""
+    ``stopping``, also the bias of the (model-assisted) estimate of T at the stopping round;
+    with ``search``, search rounds and no certificate (its bounds are −inf)."""
     pop_rng = np.random.default_rng([seed, zlib.crc32(cell.design().encode())])
     rng = np.random.default_rng([seed, zlib.crc32(repr(cell).encode())])
     per_population = max(1, draws // populations)
@@ -144,7 +163,7 @@ def run_cell(
         aurocs.append(auroc(eps, wrong))
         t = float(wrong.sum())
         for _ in range(per_population):
-            pis, deltas = simulate(cell, eps, wrong, rng)
+            pis, deltas = simulate(cell, eps, wrong, rng, search=search)
             for method, suspicion in (("assisted", eps), ("ht", None)):
                 count = sequential_error_count(wrong, pis, deltas, suspicion=suspicion)
                 est[method].append(count.estimate)
@@ -159,6 +178,11 @@ def run_cell(
                             wrong, pis[: r + 1], deltas[: r + 1], suspicion=eps
                         ).estimate
                     )
+                found = float((wrong & np.any(deltas[: r + 1], axis=0)).sum())
+                row_accs.append(1.0 - (t - found) / cell.n)
+                if search:
+                    row_bounds.append(-math.inf)
+                    continue
                 try:
                     cert = certificate(
                         wrong, pis[: r + 1], deltas[: r + 1], total_budget=total,
@@ -168,8 +192,6 @@ def run_cell(
                 except ValueError as exc:  # recorded, not fatal: a finding of the run
                     errors.append(str(exc))
                     row_bounds.append(-math.inf)
-                found = float((wrong & np.any(deltas[: r + 1], axis=0)).sum())
-                row_accs.append(1.0 - (t - found) / cell.n)
             bounds.append(row_bounds)
             accs.append(row_accs)
             prefix.append(row_est)
@@ -238,8 +260,12 @@ def grid(args: argparse.Namespace) -> list[Cell]:
     return cells
 
 
-def _work(cell: Cell, populations: int, draws: int, seed: int, stopping: bool) -> tuple[Cell, dict]:
-    return cell, run_cell(cell, populations=populations, draws=draws, seed=seed, stopping=stopping)
+def _work(
+    cell: Cell, populations: int, draws: int, seed: int, stopping: bool, search: bool
+) -> tuple[Cell, dict]:
+    return cell, run_cell(
+        cell, populations=populations, draws=draws, seed=seed, stopping=stopping, search=search
+    )
 
 
 def _name(cell: Cell) -> str:
@@ -431,6 +457,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--stopping", action="store_true", help="also the bias of T̂ at the stopping round"
     )
+    parser.add_argument(
+        "--search-rounds", action="store_true", help="the floor in the last round only"
+    )
     parser.add_argument("--json", type=Path, help="write every cell's figures here")
     parser.add_argument("--png", type=Path, help="write the figure here")
     parser.add_argument(
@@ -456,6 +485,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         draws=args.draws,
         seed=args.seed,
         stopping=args.stopping,
+        search=args.search_rounds,
     )
     results = []
     with ProcessPoolExecutor(max_workers=args.workers) as pool:

@@ -22,8 +22,9 @@
 - **Review in rounds**: each round is a draw over the tasks not drawn in an earlier round. Its
   records add the :data:`ROUND_FIELDS` (the series it belongs to, its number, the rounds
   planned, the whole budget, the critic calibration its π was computed with, the certificate's
-  target and confidence), and the view's draw record lists the earlier rounds' draw records
-  under ``earlier_rounds``.
+  target and confidence, and ``audit_floor``: None when every round has the floor, else the
+  floor of the last round, the audit, after search rounds without one), and the view's draw
+  record lists the earlier rounds' draw records under ``earlier_rounds``.
 
 Writers and readers (the backend, ``ls-act annotate``, ``review`` and ``sync``) all use this
 module, so a change of format is made here once.
@@ -87,6 +88,7 @@ DRAW_FIELDS: tuple[str, ...] = (
 #: accuracy (None without one) and confidence.
 ROUND_FIELDS: tuple[str, ...] = (
     "series", "round", "rounds", "total_budget", "calibration", "target", "confidence",
+    "audit_floor",
 )  # fmt: skip
 #: Key of a drawn task's review record that holds the records of the drawn tasks written with
 #: it, as ``[task_id, suspicion, pi]`` (a ledger): a draw is then a few writes, not one per task.

@@ -379,6 +379,15 @@ def review(
     confidence: Annotated[
         float, typer.Option(help="Confidence of the certificate (with --target-accuracy).")
     ] = 0.95,
+    search_rounds: Annotated[
+        bool,
+        typer.Option(
+            "--search-rounds",
+            help="With rounds: spend rounds 1 … K−1 on the most suspicious tasks only and keep "
+            "the floor's random share for the last round, the audit. Trains better; the "
+            "label-quality interval comes with the last round; no --target-accuracy.",
+        ),
+    ] = False,
     watch: Annotated[
         bool,
         typer.Option(
@@ -398,7 +407,8 @@ def review(
     count: int | float = int(budget) if budget >= 1 and float(budget).is_integer() else budget
     if rounds > 1 or target_accuracy is not None:
         plan = dict(budget=count, rounds=rounds, target=target_accuracy, confidence=confidence,
-                    rule=rule, floor=floor, beta=beta, seed=seed, redraw=redraw)  # fmt: skip
+                    rule=rule, floor=floor, beta=beta, seed=seed, redraw=redraw,
+                    search_rounds=search_rounds)  # fmt: skip
         _review_rounds(client, project, plan, watch=watch, poll_seconds=poll_seconds)
         return
     with _task_progress("storing the draw") as (progress, bar):

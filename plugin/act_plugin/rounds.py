@@ -20,6 +20,15 @@ machine sees the same rounds. An interrupted round is finished by the next call,
 π of round r is fixed given rounds 1 … r − 1 (it depends only on their reviews), which is what
 keeps the estimators and weights unbiased (:mod:`act_plugin.sequential`).
 
+Search rounds (``search_rounds``): rounds 1 … K − 1 draw without the floor (the budget goes to
+the most suspicious tasks left) and only round K, the audit, with it. The training weights
+``ls-act sync`` exports (the last round's loss, ``sequential.last_round_weights``) need π > 0
+only in the last round, and the error count is then estimated from the audit round alone
+(``sequential.sequential_error_count`` gives a round that leaves tasks out weight 0); in the
+ACT harness this trained 1–3 points closer to full human at a 20% budget
+(docs/benchmarks.md). The price: no valid interval before the audit round, and no certificate
+(it may stop after any round, so every round needs the floor).
+
 The calibration is monotone in the suspicion, so the order of the "most suspicious first" view
 (Label Studio's prediction score) does not change between rounds and no score is rewritten;
 what changes is π (with the exponential rule) and the pool.
@@ -115,6 +124,7 @@ def review_in_rounds(
     model_version: str | None = None,
     bot_users: Iterable[int] = (),
     on_progress: Progress | None = None,
+    search_rounds: bool = False,
 ) -> RoundStatus:
     """Do the next step of the project's review in rounds (module docstring).
 
@@ -135,27 +145,40 @@ def review_in_rounds(
         are its own, whatever is passed.
     bot_users : iterable of int
         User ids whose annotations are not human reviews (as in ``ls-act sync``).
+    search_rounds : bool
+        Rounds 1 … K − 1 without the floor, the floor in round K only (module docstring);
+        not with a ``target``. A running series keeps its own design.
     """
     _check_options(rule, floor, beta, seed)
-    _check_plan(rounds, target, confidence)
+    _check_plan(rounds, target, confidence, search_rounds, floor)
     try:
         return _next_step(
             Gateway(client), int(project_id), budget=budget, rounds=rounds, target=target,
             confidence=confidence, params=DrawParams(rule, budget, float(floor), float(beta),
             int(seed) if seed is not None else _random_seed(), ""), redraw=redraw,
             model_version=model_version, bot_users=bot_users, on_progress=on_progress,
+            audit_floor=float(floor) if search_rounds else None,
         )  # fmt: skip
     except LabelStudioError as exc:
         raise ReviewError(f"project {project_id}: {exc}") from exc
 
 
-def _check_plan(rounds: object, target: object, confidence: object) -> None:
+def _check_plan(
+    rounds: object, target: object, confidence: object, search_rounds: bool, floor: float
+) -> None:
     if isinstance(rounds, bool) or not isinstance(rounds, numbers.Integral) or rounds < 1:
         raise ReviewError(f"rounds must be an int >= 1; got {rounds!r}")
     if target is not None and not (isinstance(target, numbers.Real) and 0.0 < target <= 1.0):
         raise ReviewError(f"target accuracy must be a number in (0, 1]; got {target!r}")
     if not (isinstance(confidence, numbers.Real) and 0.0 < confidence < 1.0):
         raise ReviewError(f"confidence must be a number in (0, 1); got {confidence!r}")
+    if search_rounds and target is not None:
+        raise ReviewError(
+            "search rounds leave tasks out until the last round, so no certificate can stop "
+            "earlier: drop the target accuracy or the search rounds"
+        )
+    if search_rounds and floor <= 0.0:
+        raise ReviewError("search rounds need a floor > 0 for the last (audit) round; got floor=0")
 
 
 def _random_seed() -> int:
@@ -175,6 +198,7 @@ def _next_step(
     model_version: str | None,
     bot_users: Iterable[int],
     on_progress: Progress | None,
+    audit_floor: float | None,
 ) -> RoundStatus:
     project = gateway.get_project(project_id)
     try:
@@ -196,7 +220,8 @@ def _next_step(
     if series is None or redraw:
         total = _total_budget(budget, len(tasks), project_id)
         plan = {"series": uuid.uuid4().hex, "rounds": int(rounds), "total_budget": total,
-                "target": target, "confidence": float(confidence)}  # fmt: skip
+                "target": target, "confidence": float(confidence),
+                "audit_floor": audit_floor}  # fmt: skip
         return _draw_round(context, plan, 1, replace(params, model_version=version), None,
                            earlier=[])  # fmt: skip
 
@@ -232,8 +257,20 @@ def _series_of(named: Mapping[str, Any] | None) -> _Series | None:
     return _Series(dict(named), earlier)
 
 
+_PLAN_FIELDS = ("series", "rounds", "total_budget", "target", "confidence", "audit_floor")
+
+
 def _plan_of(facts: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: facts.get(k) for k in ("series", "rounds", "total_budget", "target", "confidence")}
+    return {k: facts.get(k) for k in _PLAN_FIELDS}
+
+
+def _round_floor(plan: Mapping[str, Any], number: int, floor: float) -> float:
+    """The floor of round ``number``: the series' own, or with search rounds 0 before the last
+    round and ``audit_floor`` in it."""
+    audit = plan.get("audit_floor")
+    if audit is None:
+        return floor
+    return float(audit) if number >= int(plan["rounds"]) else 0.0
 
 
 def _round_budget(plan: Mapping[str, Any], pool: int) -> int | float:
@@ -258,7 +295,8 @@ def _draw_round(
     if not pool:
         raise ReviewError(f"project {context.project_id}: every task was drawn already")
     round_params = replace(params, budget=_round_budget(plan, len(pool)),
-                           seed=_round_seed(params.seed, number))  # fmt: skip
+                           seed=_round_seed(params.seed, number),
+                           floor=_round_floor(plan, number, params.floor))  # fmt: skip
     facts = {**plan, "round": number, "calibration": list(calibration) if calibration else None}
     draw = _write_draw(
         context.gateway, context.project_id, pool, round_params, context.views,
@@ -270,8 +308,15 @@ def _draw_round(
         state="drawn", round=number, rounds=int(plan["rounds"]), series=plan["series"],
         pending=draw.drawn, draw=draw, certificate=None,
         total_budget=float(plan["total_budget"]), spent=spent_before + draw.expected,
-        message=f"round {number} of {plan['rounds']} drawn: {draw.drawn} tasks to review",
+        message=f"round {number} of {plan['rounds']}{_kind(plan, number)} drawn: {draw.drawn} "
+        "tasks to review",
     )  # fmt: skip
+
+
+def _kind(plan: Mapping[str, Any], number: int) -> str:
+    if plan.get("audit_floor") is None:
+        return ""
+    return " (the audit)" if number >= int(plan["rounds"]) else " (a search round)"
 
 
 def _round_seed(seed: int, number: int) -> int:

@@ -15,7 +15,11 @@ unbiased for fixed π (:func:`act_plugin.act_math.error_count_estimate`'s) gives
 
 The rounds are combined with weights w_r = b_r / Σ_s b_s, b_r = Σ_i π_ri the round's budget
 (its expected reviews), T̂ = Σ_r w_r T̂_r: unbiased when the round budgets are fixed in
-advance (``ls-act review`` plans them: B/R each), because each T̂_r is. The deviations T̂_r − T
+advance (``ls-act review`` plans them: B/R each), because each T̂_r is. A round that leaves
+rows of its pool out (π = 0 there: a search round of an audit series, which spends its budget
+on the most suspicious rows without the floor) estimates nothing about them, so it weighs 0
+and the sums run over the rounds that cover their pool (in an audit series, the last one; the
+plan fixes which in advance). The deviations T̂_r − T
 are martingale differences, so their variances add: V̂ = Σ_r w_r² V̂_r. With equal rounds this
 recovers the variance of one draw of the whole budget, while later rounds draw with a critic
 calibrated on the earlier reviews. The interval is the Fay–Feuer gamma interval of
@@ -154,6 +158,20 @@ def _combined(parts: list[_Parts], shares: np.ndarray) -> _Parts:
     )
 
 
+def _covering(pi: np.ndarray, delta: np.ndarray) -> np.ndarray:
+    """Per round: π > 0 on every row of its pool (the rows not reviewed before it). When no
+    round does (floor 0 throughout), every round counts, and rows with π = 0 count as right."""
+    before = (np.cumsum(delta, axis=0) - delta) > 0
+    covers = np.array([bool(np.all(p[~b] > 0.0)) for p, b in zip(pi, before, strict=True)])
+    return covers if covers.any() else np.ones(pi.shape[0], dtype=bool)
+
+
+def _estimate_shares(pi: np.ndarray, delta: np.ndarray) -> np.ndarray:
+    """w_r = b_r / Σ b_s over the rounds that cover their pool (:func:`_covering`), else 0."""
+    budgets = np.where(_covering(pi, delta), pi.sum(axis=1), 0.0)
+    return budgets / budgets.sum()
+
+
 def _found_and_cap(wrong: np.ndarray, pi: np.ndarray, delta: np.ndarray) -> tuple[float, float]:
     """(F, F + unreviewed rows with π > 0 in some round): the possible range of T."""
     reviewed = delta.any(axis=0)
@@ -185,7 +203,8 @@ def sequential_error_count(
 ) -> ErrorCount:
     """Estimate the number of wrong machine labels T from a review in rounds.
 
-    T̂ = Σ_r w_r T̂_r, each T̂_r = K_r + T̂(U_r) the single-draw estimate of
+    T̂ = Σ_r w_r T̂_r (w_r = 0 for a round that leaves rows of its pool out: module
+    docstring), each T̂_r = K_r + T̂(U_r) the single-draw estimate of
     :func:`~act_plugin.act_math.error_count_estimate` over round r's pool (model-assisted
     when ``suspicion`` is given and the round expects enough reviews, else Horvitz–Thompson;
     ``method`` says "model-assisted" when at least one round used it),
@@ -217,8 +236,8 @@ def sequential_error_count(
     level = check_real(confidence, "confidence", low=0.0, high=1.0, closed="neither")
     parts, assisted = _round_parts(e, pi, delta, eps, folds)
     found, cap = _found_and_cap(e, pi, delta)
-    totals = _bounds(_combined(parts, round_shares(pi)), np.float64(found), np.float64(cap),
-                     1.0 - level)  # fmt: skip
+    totals = _bounds(_combined(parts, _estimate_shares(pi, delta)), np.float64(found),
+                     np.float64(cap), 1.0 - level)  # fmt: skip
     return ErrorCount(
         estimate=float(totals.estimate),
         stderr=math.sqrt(float(totals.variance)),
@@ -344,6 +363,7 @@ def certificate(
     Round r spends α_r = α · b_r / B of α = 1 − ``confidence`` (b_r = Σ π_r, B =
     ``total_budget``, the expected reviews of the whole review); U_r is the one-sided upper
     (1 − α_r) Fay–Feuer bound on T of rounds 1 … r combined (:func:`sequential_error_count`).
+    A round that leaves rows of its pool out (a search round) gives no bound and spends no α.
 
     Parameters
     ----------
@@ -375,13 +395,14 @@ def certificate(
             f"{total:.6g}: the alpha spending would exceed 1 - confidence"
         )
     alpha = 1.0 - level
-    spent = alpha * budgets / total
+    covers = _covering(pi, delta)
+    spent = np.where(covers, alpha * budgets / total, 0.0)
     parts, _ = _round_parts(e, pi, delta, eps, folds)
     n = pi.shape[1]
     highs = []
-    for r in range(pi.shape[0]):
+    for r in np.flatnonzero(covers):
         found, cap = _found_and_cap(e, pi[: r + 1], delta[: r + 1])
-        combined = _combined(parts[: r + 1], round_shares(pi[: r + 1]))
+        combined = _combined(parts[: r + 1], _estimate_shares(pi[: r + 1], delta[: r + 1]))
         # two-sided at 2α_r is one-sided at α_r on the upper side
         highs.append(float(_bounds(combined, np.float64(found), np.float64(cap),
                                    2.0 * spent[r]).high))  # fmt: skip

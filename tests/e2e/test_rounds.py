@@ -223,3 +223,46 @@ def test_an_interrupted_round_is_finished_by_the_next_run(
 def round_metas(client, project_id):
     """Each drawn task's review record, by task id."""
     return {t: m for t, m in review_records_of(client, project_id).items() if m}
+
+
+def test_search_rounds_keep_the_floor_for_the_audit_round_and_estimate_from_it(
+    round_project, ls_client, label_studio, tmp_path
+):
+    """Rounds 1 … K − 1 draw the most suspicious tasks without the floor; round K, the audit,
+    with it. Sync's weights are the audit's ACT weights and the report's error count is the
+    audit round's estimate alone (the search rounds weigh 0); a target is refused."""
+    project_id, _, wrong = round_project
+    http = ls_http(label_studio)
+    options = dict(budget=0.5, rounds=3, seed=11, search_rounds=True)
+    with pytest.raises(ReviewError, match="search rounds leave tasks out"):
+        review_in_rounds(ls_client, project_id, **options, target=0.9)
+    states = [review_in_rounds(ls_client, project_id, **options)]
+    assert "(a search round)" in states[0].message
+    while states[-1].state == "drawn":
+        review_drawn(ls_client, http, project_id, wrong)
+        states.append(review_in_rounds(ls_client, project_id, **options))
+    assert [s.state for s in states] == ["drawn", "drawn", "drawn", "done"]
+    assert "(the audit)" in states[2].message
+    floors = {
+        m["round"]: m["floor"] for m in review_records_of(ls_client, project_id).values() if m
+    }
+    assert floors == {1: 0.0, 2: 0.0, 3: pytest.approx(0.3)}
+
+    rows = synced_rows(ls_client, project_id, tmp_path)
+    pis = [np.array([r["pi_rounds"][k] for r in rows]) for k in range(3)]
+    deltas = [np.array([r["round"] == k + 1 for r in rows]) for k in range(3)]
+    left = ~(deltas[0] | deltas[1])
+    assert (pis[0] == 0.0).sum() > N_TASKS / 2 and np.all(pis[2][left] > 0.0)
+    machine, human = last_round_weights(pis, deltas)
+    for row, w_m, w_h in zip(rows, machine, human, strict=True):
+        assert (row["weight_machine"], row["weight_human"]) == pytest.approx((w_m, w_h))
+
+    # the report: known errors of the search rounds + the audit's Horvitz–Thompson estimate
+    plan = json.loads((tmp_path / REVIEW_FILE).read_text())
+    assert plan["audit_floor"] == pytest.approx(0.3)
+    figures = compute_report(rows, estimator="horvitz-thompson", plan=plan)
+    is_wrong = np.array([r["machine_correct"] is False for r in rows])
+    known = float((is_wrong & ~left).sum())
+    audit = float(((is_wrong & deltas[2]) / np.where(pis[2] > 0, pis[2], 1.0)).sum())
+    assert figures.accuracy is not None
+    assert figures.accuracy.estimate == pytest.approx(1.0 - (known + audit) / N_TASKS)

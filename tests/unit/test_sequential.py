@@ -249,6 +249,28 @@ def test_sequential_error_count_is_exactly_unbiased() -> None:
     assert abs(pooled - truth) > 0.1
 
 
+def test_a_search_round_weighs_nothing_and_the_audit_round_is_exactly_unbiased() -> None:
+    """Round 1 searches without a floor (π = 0 on rows 0 and 2), round 2 audits every row left
+    with π > 0 depending on round 1's outcome: T̂ is exactly unbiased because round 1 weighs 0
+    (with its budget's weight it would count rows 0 and 2 as right in round 1's estimate)."""
+    search = np.array([0.0, 1.0, 0.0, 0.5])  # misses the wrong rows 0 and 2
+    truth = float(_WRONG.sum())
+    mean = by_budget = 0.0
+    for d1 in _subsets(search > 0.0):
+        audit = np.where(d1, 0.0, np.maximum(_second_round(d1), 0.2))
+        for d2 in _subsets(audit > 0.0):
+            p = _probability(d1, search) * _probability(d2, audit)
+            est = sequential_error_count(_WRONG, [search, audit], [d1, d2])
+            mean += p * est.estimate
+            alone = sequential_error_count(_WRONG, [audit], [d2]).estimate  # audit's pool only
+            assert est.estimate == pytest.approx(float((_WRONG & d1).sum()) + alone)
+            first = sequential_error_count(_WRONG, [search], [d1]).estimate
+            shares = round_shares([search, audit])
+            by_budget += p * (shares[0] * first + shares[1] * est.estimate)
+    assert mean == pytest.approx(truth, abs=1e-12)
+    assert abs(by_budget - truth) > 0.1  # the budget's weights would be biased here
+
+
 def test_sequential_weights_are_exactly_unbiased() -> None:
     truth = float(_HUMAN_LOSS.sum())
     mean = 0.0
