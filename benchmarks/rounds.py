@@ -36,7 +36,8 @@ Then, with the shipped code of ``act_plugin.sequential``:
 ``--search-rounds``: rounds 1 … K − 1 without the floor, the floor in round K only (``ls-act
 review --search-rounds``); the estimate then comes from the last round alone
 (``sequential_error_count`` gives the search rounds weight 0), and no certificate is computed
-(``ls-act`` refuses a target with search rounds).
+(``ls-act`` refuses a target with search rounds). Thresholded rule only (``ls-act`` refuses
+the others: without the floor their π is > 0 but tiny on most rows, so their rounds count).
 
 Monte-Carlo SE of a share near 0.95 (or 0.05): √(0.95 · 0.05 / draws), 0.013 at 300 draws.
 """

@@ -147,10 +147,10 @@ def review_in_rounds(
         User ids whose annotations are not human reviews (as in ``ls-act sync``).
     search_rounds : bool
         Rounds 1 … K − 1 without the floor, the floor in round K only (module docstring);
-        not with a ``target``. A running series keeps its own design.
+        the thresholded rule only, not with a ``target``. A running series keeps its design.
     """
     _check_options(rule, floor, beta, seed)
-    _check_plan(rounds, target, confidence, search_rounds, floor)
+    _check_plan(rounds, target, confidence, search_rounds, rule, floor)
     try:
         return _next_step(
             Gateway(client), int(project_id), budget=budget, rounds=rounds, target=target,
@@ -164,7 +164,12 @@ def review_in_rounds(
 
 
 def _check_plan(
-    rounds: object, target: object, confidence: object, search_rounds: bool, floor: float
+    rounds: object,
+    target: object,
+    confidence: object,
+    search_rounds: bool,
+    rule: str,
+    floor: float,
 ) -> None:
     if isinstance(rounds, bool) or not isinstance(rounds, numbers.Integral) or rounds < 1:
         raise ReviewError(f"rounds must be an int >= 1; got {rounds!r}")
@@ -176,6 +181,12 @@ def _check_plan(
         raise ReviewError(
             "search rounds leave tasks out until the last round, so no certificate can stop "
             "earlier: drop the target accuracy or the search rounds"
+        )
+    if search_rounds and rule != "thresholded":
+        raise ReviewError(
+            f"search rounds need the thresholded rule (got {rule!r}): another rule gives every "
+            "task a π > 0 without the floor, tiny for most, so its rounds would count in the "
+            "estimate with a huge variance"
         )
     if search_rounds and floor <= 0.0:
         raise ReviewError("search rounds need a floor > 0 for the last (audit) round; got floor=0")

@@ -236,6 +236,8 @@ def test_search_rounds_keep_the_floor_for_the_audit_round_and_estimate_from_it(
     options = dict(budget=0.5, rounds=3, seed=11, search_rounds=True)
     with pytest.raises(ReviewError, match="search rounds leave tasks out"):
         review_in_rounds(ls_client, project_id, **options, target=0.9)
+    with pytest.raises(ReviewError, match="search rounds need the thresholded rule"):
+        review_in_rounds(ls_client, project_id, **options, rule="exponential")
     states = [review_in_rounds(ls_client, project_id, **options)]
     assert "(a search round)" in states[0].message
     while states[-1].state == "drawn":
