@@ -240,6 +240,15 @@ def test_search_rounds_keep_the_floor_for_the_audit_round_and_estimate_from_it(
         review_in_rounds(ls_client, project_id, **options, rule="exponential")
     states = [review_in_rounds(ls_client, project_id, **options)]
     assert "(a search round)" in states[0].message
+    review_drawn(ls_client, http, project_id, wrong)
+    early = synced_rows(ls_client, project_id, tmp_path / "early")
+    plan = json.loads((tmp_path / "early" / REVIEW_FILE).read_text())
+    before = compute_report(early, plan=plan)  # no interval before the audit round
+    assert before.accuracy is None and "audit round" in before.undefined["accuracy"]
+    assert all(label.error_rate is None for label in before.per_label)
+    plain = compute_report(early)  # the same rows as a single draw: an estimate appears
+    assert plain.accuracy is not None
+    states.append(review_in_rounds(ls_client, project_id, **options))
     while states[-1].state == "drawn":
         review_drawn(ls_client, http, project_id, wrong)
         states.append(review_in_rounds(ls_client, project_id, **options))

@@ -360,7 +360,13 @@ def _compute(
     n_wrong = int(table.wrong[reviewed].sum())
     in_est = table.in_estimate
 
-    errors = _errors(table, in_est, confidence, estimator, undefined)
+    waiting = _before_audit(table, plan)
+    if waiting is not None:
+        errors = None
+        for key in ("accuracy", "estimated_remaining_errors", "remaining_errors_ci"):
+            undefined[key] = waiting
+    else:
+        errors = _errors(table, in_est, confidence, estimator, undefined)
     accuracy = None if errors is None else accuracy_from_errors(errors)
 
     naive = None
@@ -410,7 +416,7 @@ def _compute(
         llm_cost=llm_cost,
         money_saved=saved,
         money_saved_share=saved_share,
-        per_label=_per_label(table, in_est, confidence, estimator),
+        per_label=_per_label(table, in_est, confidence, estimator, estimate=waiting is None),
         calibration=_calibration(table, in_est, confidence),
         calibration_curve=_calibration_curve(table, in_est),
         certificate=_certificate(table, plan, undefined),
@@ -481,6 +487,21 @@ def _round_design(table: Table, domain: np.ndarray) -> tuple[list[np.ndarray], l
             pis.append(pi[domain])
             deltas.append(((table.round == r) & table.reviewed)[domain])
     return pis, deltas
+
+
+def _before_audit(table: Table, plan: Mapping[str, Any] | None) -> str | None:
+    """Why nothing is estimated yet in a series with search rounds whose audit round (the
+    last, the only one with the floor) is not drawn yet; None otherwise."""
+    if plan is None or plan.get("audit_floor") is None:
+        return None
+    drawn = 1 if table.pi_rounds is None else int(table.pi_rounds.shape[0])
+    planned = int(plan.get("rounds") or 1)
+    if drawn >= planned:
+        return None
+    return (
+        f"search rounds: the estimate comes with the audit round (round {planned} of the "
+        f"plan; {drawn} drawn so far), the only one that can draw every task"
+    )
 
 
 def _errors(
@@ -605,7 +626,7 @@ def _annotators(table: Table) -> tuple[AnnotatorAgreement, ...]:
 
 
 def _per_label(
-    table: Table, in_est: np.ndarray, confidence: float, estimator: str
+    table: Table, in_est: np.ndarray, confidence: float, estimator: str, *, estimate: bool = True
 ) -> tuple[LabelBreakdown, ...]:
     keys = np.array(table.label_key, dtype=object)
     result = []
@@ -614,7 +635,7 @@ def _per_label(
         domain = mine & in_est
         error_rate: float | None = None
         error_ci: tuple[float, float] | None = None
-        if table.delta[domain].any():
+        if estimate and table.delta[domain].any():
             est = _error_count(table, domain, confidence, estimator)
             size = int(domain.sum())
             error_rate = est.estimate / size
