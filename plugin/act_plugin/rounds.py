@@ -25,9 +25,10 @@ the most suspicious tasks left) and only round K, the audit, with it. The traini
 ``ls-act sync`` exports (the last round's loss, ``sequential.last_round_weights``) need π > 0
 only in the last round, and the error count is then estimated from the audit round alone
 (``sequential.sequential_error_count`` gives a round that leaves tasks out weight 0); in the
-ACT harness this trained 1–3 points closer to full human at a 20% budget
-(docs/benchmarks.md). The price: no valid interval before the audit round, and no certificate
-(it may stop after any round, so every round needs the floor).
+ACT harness this trained 2.3 points closer to full human at a 20% budget (kNN critic, 20 seeds;
+docs/benchmarks.md). The price: an interval about twice as wide at K = 4, none before the audit
+round (the report says so), and no certificate (it may stop after any round, so every round
+needs the floor).
 
 The calibration is monotone in the suspicion, so the order of the "most suspicious first" view
 (Label Studio's prediction score) does not change between rounds and no score is rewritten;
