@@ -238,8 +238,11 @@ def test_search_rounds_keep_the_floor_for_the_audit_round_and_estimate_from_it(
         review_in_rounds(ls_client, project_id, **options, target=0.9)
     with pytest.raises(ReviewError, match="search rounds need the thresholded rule"):
         review_in_rounds(ls_client, project_id, **options, rule="exponential")
+    run_ok("review", "--project", str(project_id), "--budget", "0.5", "--rounds", "3",
+           "--search-rounds", "--seed", "11", "--label-studio-url", label_studio.url,
+           "--api-key", label_studio.token)  # fmt: skip  # round 1, as a user draws it
     states = [review_in_rounds(ls_client, project_id, **options)]
-    assert "(a search round)" in states[0].message
+    assert (states[0].state, states[0].round) == ("waiting", 1)
     review_drawn(ls_client, http, project_id, wrong)
     early = synced_rows(ls_client, project_id, tmp_path / "early")
     plan = json.loads((tmp_path / "early" / REVIEW_FILE).read_text())
@@ -252,8 +255,8 @@ def test_search_rounds_keep_the_floor_for_the_audit_round_and_estimate_from_it(
     while states[-1].state == "drawn":
         review_drawn(ls_client, http, project_id, wrong)
         states.append(review_in_rounds(ls_client, project_id, **options))
-    assert [s.state for s in states] == ["drawn", "drawn", "drawn", "done"]
-    assert "(the audit)" in states[2].message
+    assert [s.state for s in states] == ["waiting", "drawn", "drawn", "done"]
+    assert "(a search round)" in states[1].message and "(the audit)" in states[2].message
     floors = {
         m["round"]: m["floor"] for m in review_records_of(ls_client, project_id).values() if m
     }
