@@ -25,8 +25,9 @@ the most suspicious tasks left) and only round K, the audit, with it. The traini
 ``ls-act sync`` exports (the last round's loss, ``sequential.last_round_weights``) need π > 0
 only in the last round, and the error count is then estimated from the audit round alone
 (``sequential.sequential_error_count`` gives a round that leaves tasks out weight 0); in the
-ACT harness this trained 2.3 points closer to full human at a 20% budget (kNN critic, 20 seeds;
-docs/benchmarks.md). The price: an interval about twice as wide at K = 4, none before the audit
+ACT harness at a 20% budget this trained 0.8 / 1.5 points closer to full human with the
+suspicion recalibrated only, as here, and 2.3 with the kNN critic re-scored between rounds
+(docs/benchmarks.md). The price: an interval about twice as wide at K = 4, none before the audit
 round (the report says so), and no certificate (it may stop after any round, so every round
 needs the floor).
 
