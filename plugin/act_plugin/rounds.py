@@ -49,6 +49,7 @@ import numpy as np
 from label_studio_sdk import LabelStudio
 
 from act_backend.labeling import UnsupportedConfig, parse_label_config
+from act_backend.records import ROUND_FIELDS
 from act_plugin.act_math import DEFAULT_BETA, DEFAULT_FLOOR, platt_parameters
 from act_plugin.labelstudio import Gateway, LabelStudioError
 from act_plugin.review import (
@@ -270,7 +271,8 @@ def _series_of(named: Mapping[str, Any] | None) -> _Series | None:
     return _Series(dict(named), earlier)
 
 
-_PLAN_FIELDS = ("series", "rounds", "total_budget", "target", "confidence", "audit_floor")
+#: The series' plan: its round fields but the round's own number and calibration.
+_PLAN_FIELDS = tuple(f for f in ROUND_FIELDS if f not in ("round", "calibration"))
 
 
 def _plan_of(facts: Mapping[str, Any]) -> dict[str, Any]:

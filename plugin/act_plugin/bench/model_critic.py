@@ -37,7 +37,7 @@ from act_plugin.bench.config import TrainConfig
 from act_plugin.bench.methods import Rescore, ReviewPlan
 from act_plugin.bench.train import fit_act_models
 
-__all__ = ["model_lambda", "post_review_probability"]
+__all__ = ["Probability", "model_lambda", "post_review_probability"]
 
 #: p in the context "without the folds E" (``model_lambda``): E → P(wrong) of every row.
 Probability = Callable[[frozenset[int]], NDArray[np.float64]]

@@ -19,7 +19,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 from numpy.typing import NDArray
@@ -51,7 +51,7 @@ from act_plugin.bench.methods import (
     rounds_review,
     soft_plan,
 )
-from act_plugin.bench.model_critic import model_lambda, post_review_probability
+from act_plugin.bench.model_critic import Probability, model_lambda, post_review_probability
 from act_plugin.bench.train import fit_act_models
 
 if TYPE_CHECKING:
@@ -519,8 +519,9 @@ def _plan(
     review = method
     if method in SOFT_METHODS and method not in ROUND_METHODS:
         review = SOFT_METHODS[method][0]
-    rescore = _rescorer(critic, config, pool, knn) if review in ROUND_METHODS else None
+    rescore = None
     if review in ROUND_METHODS:
+        rescore = _rescorer(critic, config, pool, knn)
         audit = review in AUDIT_METHODS
         design = "ours_audit" if audit else "ours_rounds"  # its methods share the draws
         plan = rounds_review(
@@ -549,7 +550,7 @@ def _plan(
         )
     if method in MODEL_METHODS:
         assert plan.suspicion is not None
-        probability: Any = plan.suspicion
+        probability: NDArray[np.float64] | Probability = plan.suspicion
         if method == "ours_audit_model" and rescore is not None:
             probability = post_review_probability(
                 plan, rescore, pool.pool.labels, folds=config.model_folds
