@@ -120,8 +120,16 @@ class Built:
     size: int
 
 
+def _image_id(docker: str, tag: str) -> str | None:
+    done = _run([docker, "image", "inspect", "--format", "{{.Id}}", tag], timeout=30)
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
 def _build(docker: str, dockerfile: str, tag: str, *args: str) -> Built:
+    """Build ``tag``; the image it replaces is removed, so that repeated runs on one machine
+    (CI's) do not pile up untagged images (2–3 GB a run) until the disk is full."""
     started = time.monotonic()
+    before = _image_id(docker, tag)
     done = _run(
         [
             docker, "build", "--network", "host", "-f", str(DOCKER_DIR / dockerfile),
@@ -133,6 +141,9 @@ def _build(docker: str, dockerfile: str, tag: str, *args: str) -> Built:
     )  # fmt: skip
     output = f"{done.stdout[-3000:]}\n{done.stderr[-2000:]}"
     assert done.returncode == 0, f"docker build {tag}:\n{output}"
+    if before is not None and before != _image_id(docker, tag):
+        # Fails, harmlessly, while a container (a user's) still uses the old image.
+        _run([docker, "image", "rm", before], timeout=120)
     size = int(_ok(_run([docker, "image", "inspect", "--format", "{{.Size}}", tag])))
     built = Built(tag, time.monotonic() - started, size)
     print(f"built {tag} in {built.seconds:.0f} s: {size / 1e6:.0f} MB")
