@@ -25,11 +25,11 @@ the most suspicious tasks left) and only round K, the audit, with it. The traini
 ``ls-act sync`` exports (the last round's loss, ``sequential.last_round_weights``) need π > 0
 only in the last round, and the error count is then estimated from the audit round alone
 (``sequential.sequential_error_count`` gives a round that leaves tasks out weight 0); in the
-ACT harness at a 20% budget this trained 0.8 / 1.5 points closer to full human with the
-suspicion recalibrated only, as here, and 2.3 with the kNN critic re-scored between rounds
-(docs/benchmarks.md). The price: an interval about twice as wide at K = 4, none before the audit
-round (the report says so), and no certificate (it may stop after any round, so every round
-needs the floor).
+ACT harness at a 20% budget this trained 0.8 / 1.5 points (debian / digits) closer to full
+human with the suspicion recalibrated only, as here, and 1.3 / 2.9 with the kNN critic
+re-scored between rounds (docs/benchmarks.md). The price: an interval about twice as wide at
+K = 4, none before the audit round (the report says so), and no certificate (it may stop after
+any round, so every round needs the floor).
 
 The calibration is monotone in the suspicion, so the order of the "most suspicious first" view
 (Label Studio's prediction score) does not change between rounds and no score is rewritten;
@@ -279,13 +279,20 @@ def _plan_of(facts: Mapping[str, Any]) -> dict[str, Any]:
     return {k: facts.get(k) for k in _PLAN_FIELDS}
 
 
+def _is_audit(plan: Mapping[str, Any], number: int) -> bool | None:
+    """With search rounds, whether round ``number`` is the audit (the last); None without."""
+    if plan.get("audit_floor") is None:
+        return None
+    return number >= int(plan["rounds"])
+
+
 def _round_floor(plan: Mapping[str, Any], number: int, floor: float) -> float:
     """The floor of round ``number``: the series' own, or with search rounds 0 before the last
     round and ``audit_floor`` in it."""
-    audit = plan.get("audit_floor")
+    audit = _is_audit(plan, number)
     if audit is None:
         return floor
-    return float(audit) if number >= int(plan["rounds"]) else 0.0
+    return float(plan["audit_floor"]) if audit else 0.0
 
 
 def _round_budget(plan: Mapping[str, Any], pool: int) -> int | float:
@@ -329,9 +336,10 @@ def _draw_round(
 
 
 def _kind(plan: Mapping[str, Any], number: int) -> str:
-    if plan.get("audit_floor") is None:
+    audit = _is_audit(plan, number)
+    if audit is None:
         return ""
-    return " (the audit)" if number >= int(plan["rounds"]) else " (a search round)"
+    return " (the audit)" if audit else " (a search round)"
 
 
 def _round_seed(seed: int, number: int) -> int:

@@ -5,6 +5,7 @@ and the harness's ``ours_rounds_model`` trains on ``ours_rounds_last``'s draws w
 from __future__ import annotations
 
 from dataclasses import replace
+from functools import partial
 
 import numpy as np
 import pytest
@@ -87,9 +88,7 @@ def test_a_post_review_critic_reads_no_last_round_review_of_the_row_itself() -> 
     the other folds' rows moves (their neighbours' reviews count)."""
     x, truth, machine = _clusters(150, seed=3)
     critic = KnnCritic(x, machine, n_classes=3)
-
-    def rescore(reviewed: np.ndarray, seen: np.ndarray) -> np.ndarray:
-        return critic.suspicion(np.where(reviewed, seen, machine), reviewed, human_weight=3.0)
+    rescore = partial(critic.rescored, human_weight=3.0)
 
     plan = rounds_review(
         critic.initial, 0.3, human=truth, machine=machine, rounds=3, rule="thresholded",

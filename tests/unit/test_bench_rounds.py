@@ -3,6 +3,8 @@ budgets and the training weights (act_plugin.bench.methods.rounds_review)."""
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import pytest
 
@@ -57,7 +59,7 @@ def test_rounds_spend_the_budget_review_each_row_once_and_weigh_as_documented(
     def rescore(reviewed: np.ndarray, seen: np.ndarray) -> np.ndarray:
         assert np.all(seen[reviewed] == truth[reviewed]) and np.all(seen[~reviewed] == -1)
         calls.append(int(reviewed.sum()))
-        return critic.suspicion(np.where(reviewed, seen, machine), reviewed, human_weight=3.0)
+        return critic.rescored(reviewed, seen, human_weight=3.0)
 
     plan = rounds_review(
         critic.initial,
@@ -115,9 +117,7 @@ def test_an_audit_design_searches_without_the_floor_and_audits_with_it() -> None
     last round with it (π > 0 on every row left); the sequential combination is refused."""
     x, truth, machine = _clusters(240)
     critic = KnnCritic(x, machine, n_classes=3)
-
-    def rescore(reviewed: np.ndarray, seen: np.ndarray) -> np.ndarray:
-        return critic.suspicion(np.where(reviewed, seen, machine), reviewed, human_weight=3.0)
+    rescore = partial(critic.rescored, human_weight=3.0)
 
     common = dict(human=truth, machine=machine, rounds=4, rule="thresholded", floor=0.3,
                   beta=10.0, seed=np.random.SeedSequence(1), rescore=rescore)  # fmt: skip
@@ -152,9 +152,7 @@ def test_round_weights_give_an_unbiased_loss_although_the_critic_adapts(
     rng = np.random.default_rng(5)
     machine_loss = rng.random(60) + (machine != truth) * 2.0
     human_loss = rng.random(60)
-
-    def rescore(reviewed: np.ndarray, seen: np.ndarray) -> np.ndarray:
-        return critic.suspicion(np.where(reviewed, seen, machine), reviewed, human_weight=3.0)
+    rescore = partial(critic.rescored, human_weight=3.0)
 
     totals = []
     for draw in range(600):

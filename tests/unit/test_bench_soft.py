@@ -4,6 +4,8 @@ trainer uses λ_i."""
 
 from __future__ import annotations
 
+from functools import partial
+
 import numpy as np
 import pytest
 
@@ -80,9 +82,7 @@ def test_lambda_of_a_row_does_not_read_its_own_review() -> None:
 def test_rounds_soft_plan_takes_lambda_from_the_last_rounds_suspicion() -> None:
     x, truth, machine = _clusters(240)
     critic = KnnCritic(x, machine, n_classes=3)
-
-    def rescore(reviewed: np.ndarray, seen: np.ndarray) -> np.ndarray:
-        return critic.suspicion(np.where(reviewed, seen, machine), reviewed, human_weight=3.0)
+    rescore = partial(critic.rescored, human_weight=3.0)
 
     plan = rounds_review(
         critic.initial, 0.2, human=truth, machine=machine, rounds=3, rule="thresholded",

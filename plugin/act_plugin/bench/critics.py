@@ -187,3 +187,16 @@ class KnnCritic:
         votes = (weights * differs).sum(axis=1)
         total = self.prior + weights.sum(axis=1)
         return np.clip((self.prior * self.margin_term + votes) / total, 0.0, 1.0)
+
+    def rescored(
+        self,
+        reviewed: NDArray[np.bool_],
+        seen: NDArray[np.int64],
+        *,
+        human_weight: float = 1.0,
+    ) -> NDArray[np.float64]:
+        """ε̂ after a review (a ``methods.Rescore`` once ``human_weight`` is bound): reviewed
+        neighbours vote with the labels ``seen`` (the humans'), the others with their machine
+        labels."""
+        reference = np.where(reviewed, seen, self.machine)
+        return self.suspicion(reference, reviewed, human_weight=human_weight)

@@ -19,6 +19,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -594,13 +595,7 @@ def _rescorer(
             label_scores=pool.scores,
             k=config.knn_k,
         )
-    scorer = knn["knn"]
-
-    def rescore(reviewed: NDArray[np.bool_], seen: NDArray[np.int64]) -> NDArray[np.float64]:
-        reference = np.where(reviewed, seen, pool.machine)
-        return scorer.suspicion(reference, reviewed, human_weight=config.rounds_human_weight)
-
-    return rescore
+    return partial(knn["knn"].rescored, human_weight=config.rounds_human_weight)
 
 
 def _train_and_test(
